@@ -1,0 +1,55 @@
+# gencsp — `make bench` and `make test` set everything up on a fresh machine.
+PYTHON  ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed-stamp
+
+MODEL   ?= random_search
+DATASET ?= mini
+SPLIT   ?= test
+TASK    ?= csp
+LIMIT   ?=
+RUNTIME ?= auto
+ARGS    ?=
+PYTEST_ARGS ?=
+
+.PHONY: help install bench test lint schemas image sif base clean
+
+help:
+	@echo "make bench [MODEL=random_search DATASET=mini SPLIT=test TASK=csp LIMIT=N RUNTIME=auto]"
+	@echo "make test | install | lint | schemas | image MODEL=... | sif MODEL=... | base"
+
+# The environment is (re)made when missing or when pyproject.toml changes.
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+bench: $(STAMP)
+	$(BIN)/gencsp bench --model $(MODEL) --dataset $(DATASET) --split $(SPLIT) --task $(TASK) \
+		$(if $(LIMIT),--limit $(LIMIT)) --runtime $(RUNTIME) $(ARGS)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m schemas.export --check
+
+schemas: $(STAMP)
+	$(BIN)/python -m schemas.export
+
+image: $(STAMP)
+	$(BIN)/gencsp build $(MODEL)
+
+sif: $(STAMP)
+	$(BIN)/gencsp sif $(MODEL)
+
+base: $(STAMP)
+	$(BIN)/gencsp build-base
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -1,0 +1,342 @@
+"""gencsp container helper: the model side of the sampling contract.
+
+Copied unchanged into every model image (standard library only, Python >= 3.8),
+so that adapters never import the orchestrator. An adapter does:
+
+    import gencsp_helper as g
+
+    def sample(session):
+        for target, index in session.requested():
+            with session.slot(target, index) as slot:
+                slot.cif(make_structure(target, session.seed_for(target, index)))
+
+    if __name__ == "__main__":
+        g.main(sample, model={"name": "my_model"})
+
+and the image runs `sample /io/request.json /io/out`. Every requested sample
+ends in the manifest: produced ones as `ok`, the rest as `failed` with a reason,
+even when the adapter crashes half-way. Files are written atomically.
+"""
+
+import contextlib
+import datetime
+import hashlib
+import json
+import os
+import platform
+import socket
+import sys
+import tempfile
+import time
+import traceback
+
+CONTRACT_VERSION = "1.0"
+MANIFEST = "manifest.json"
+STRUCTURES_DIR = "structures"
+# Stop after this many failures in a row with nothing produced: a systemic bug,
+# not bad luck, and hiding it behind per-sample failures wastes a GPU allocation.
+MAX_CONSECUTIVE_FAILURES = 50
+FLUSH_EVERY_SECONDS = 30.0
+
+
+class ContractError(Exception):
+    """The request does not follow the contract."""
+
+
+def now_iso():
+    return datetime.datetime.now(datetime.timezone.utc).isoformat()
+
+
+def atomic_write(path, data):
+    """Write text or bytes to `path` through a temporary file and a rename."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        os.makedirs(directory)
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data.encode("utf-8") if isinstance(data, str) else data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def sha256_file(path, chunk=1 << 20):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        block = handle.read(chunk)
+        while block:
+            digest.update(block)
+            block = handle.read(chunk)
+    return digest.hexdigest()
+
+
+def derived_seed(seed, target_id, index):
+    """A seed per sample that does not depend on how targets were sharded."""
+    text = "{}|{}|{}".format(seed, target_id, index).encode("utf-8")
+    return int.from_bytes(hashlib.sha256(text).digest()[:4], "big")
+
+
+def read_request(path):
+    """Load and minimally check a request (the orchestrator validated it fully)."""
+    try:
+        with open(path, "r", encoding="utf-8") as handle:
+            request = json.load(handle)
+    except (OSError, ValueError) as exc:
+        raise ContractError("{}: cannot read request: {}".format(path, exc))
+    version = str(request.get("contract_version", ""))
+    if version.split(".")[0] != CONTRACT_VERSION.split(".")[0]:
+        raise ContractError("{}: contract version {!r}, this helper speaks {}".format(path, version, CONTRACT_VERSION))
+    for key in ("task", "targets"):
+        if key not in request:
+            raise ContractError("{}: missing key {!r}".format(path, key))
+    return request
+
+
+class Slot(object):
+    """One requested sample being produced; see Session.slot."""
+
+    def __init__(self, session, target_id, index):
+        self.session = session
+        self.target_id = target_id
+        self.index = index
+        self.done = False
+
+    def cif(self, text):
+        self.session.save_cif(self.target_id, self.index, text, seconds=self.elapsed())
+        self.done = True
+
+    def wyckoff(self, space_group, sites):
+        self.session.save_wyckoff(self.target_id, self.index, space_group, sites, seconds=self.elapsed())
+        self.done = True
+
+    def elapsed(self):
+        return time.monotonic() - self.start
+
+
+class Session(object):
+    """State of one `sample` call: the request, the records, the manifest."""
+
+    def __init__(self, request_path, out_dir, model):
+        self.request = read_request(request_path)
+        self.out_dir = os.path.abspath(out_dir)
+        self.model = dict(model)
+        self.records = {}
+        self.start = now_iso()
+        self.consecutive_failures = 0
+        self.last_flush = time.monotonic()
+        options = dict(self.model.pop("default_options", {}) or {})
+        options.update(self.request.get("options") or {})
+        self.options = options
+        if not os.path.isdir(self.out_dir):
+            os.makedirs(self.out_dir)
+        checkpoint = self.request.get("checkpoint")
+        checkpoint = self.path(checkpoint) if checkpoint else None
+        if checkpoint and os.path.isfile(checkpoint) and not self.model.get("checkpoint_sha256"):
+            self.model["checkpoint_sha256"] = sha256_file(checkpoint)
+
+    # --- what was asked -------------------------------------------------
+    @property
+    def task(self):
+        return self.request["task"]
+
+    @property
+    def seed(self):
+        return int(self.request.get("seed", 0))
+
+    @property
+    def device(self):
+        return self.request.get("device", "cpu")
+
+    @property
+    def batch_size(self):
+        return int(self.request.get("batch_size", 64))
+
+    @property
+    def targets(self):
+        return self.request["targets"]
+
+    def target(self, target_id):
+        for target in self.targets:
+            if target["id"] == target_id:
+                return target
+        raise KeyError(target_id)
+
+    def requested(self):
+        """(target dict, sample index) for every sample the manifest must answer."""
+        return [(t, i) for t in self.targets for i in range(int(t.get("samples", 1)))]
+
+    def pending(self):
+        return [(t, i) for t, i in self.requested() if (t["id"], i) not in self.records]
+
+    def path(self, container_path):
+        """A path of the request as seen by this process.
+
+        In an image the request's paths (/data, /ckpt) are real mounts; when the
+        adapter runs on the host (local runtime), GENCSP_PATH_MAP, a JSON object
+        {container prefix: host folder}, translates them.
+        """
+        mapping = json.loads(os.environ.get("GENCSP_PATH_MAP") or "{}")
+        for prefix in sorted(mapping, key=len, reverse=True):
+            if container_path == prefix or container_path.startswith(prefix.rstrip("/") + "/"):
+                return mapping[prefix] + container_path[len(prefix.rstrip("/")):]
+        return container_path
+
+    def data_path(self, split):
+        """Host-visible path of a dataset split the orchestrator mounted."""
+        data = self.request.get("data") or {}
+        if split not in data:
+            raise ContractError("split {!r} was not mounted; mounted: {}".format(split, sorted(data)))
+        return self.path(data[split])
+
+    def seed_for(self, target, index):
+        target_id = target["id"] if isinstance(target, dict) else target
+        return derived_seed(self.seed, target_id, index)
+
+    # --- answers ----------------------------------------------------------
+    def _check_requested(self, target_id, index):
+        self.target(target_id)
+        if not 0 <= index < int(self.target(target_id).get("samples", 1)):
+            raise ContractError("sample {} of target {} was not requested".format(index, target_id))
+
+    def _record(self, record):
+        key = (record["target_id"], record["sample_index"])
+        self.records[key] = record
+        if record["status"] == "ok":
+            self.consecutive_failures = 0
+        else:
+            self.consecutive_failures += 1
+        if time.monotonic() - self.last_flush > FLUSH_EVERY_SECONDS:
+            self.write_manifest(complete=False)
+
+    def save_cif(self, target_id, index, text, seconds=0.0):
+        self._check_requested(target_id, index)
+        relative = "{}/{}.{}.cif".format(STRUCTURES_DIR, target_id, index)
+        atomic_write(os.path.join(self.out_dir, relative), text)
+        self._record({"target_id": target_id, "sample_index": index, "status": "ok",
+                      "cif": relative, "seconds": float(seconds)})
+        return relative
+
+    def save_wyckoff(self, target_id, index, space_group, sites, seconds=0.0):
+        """sites: list of {"element", "letter"[, "multiplicity"]}."""
+        self._check_requested(target_id, index)
+        description = {"space_group": int(space_group), "sites": [dict(s) for s in sites]}
+        self._record({"target_id": target_id, "sample_index": index, "status": "ok",
+                      "wyckoff": description, "seconds": float(seconds)})
+
+    def fail(self, target_id, index, message, seconds=0.0):
+        self._check_requested(target_id, index)
+        self._record({"target_id": target_id, "sample_index": index, "status": "failed",
+                      "message": str(message)[:10000] or "failed", "seconds": float(seconds)})
+        if self.consecutive_failures >= MAX_CONSECUTIVE_FAILURES and not self.ok_count():
+            raise RuntimeError("stopping: {} failures in a row and no sample produced; last: {}".format(
+                self.consecutive_failures, message))
+
+    def ok_count(self):
+        return sum(1 for r in self.records.values() if r["status"] == "ok")
+
+    @contextlib.contextmanager
+    def slot(self, target, index):
+        """Time one sample; an exception inside becomes a failed record, not a crash."""
+        target_id = target["id"] if isinstance(target, dict) else target
+        slot = Slot(self, target_id, index)
+        slot.start = time.monotonic()
+        try:
+            yield slot
+        except Exception as exc:  # noqa: BLE001 - recorded, and bounded by MAX_CONSECUTIVE_FAILURES
+            self.fail(target_id, index, "{}: {}".format(type(exc).__name__, exc), seconds=slot.elapsed())
+            return
+        if not slot.done:
+            self.fail(target_id, index, "the adapter produced nothing for this sample", seconds=slot.elapsed())
+
+    # --- manifest ------------------------------------------------------------
+    def manifest(self, complete):
+        records = []
+        for target, index in self.requested():
+            record = self.records.get((target["id"], index))
+            if record is None:
+                if not complete:
+                    continue
+                record = {"target_id": target["id"], "sample_index": index, "status": "failed",
+                          "message": "not produced by the model", "seconds": 0.0}
+            records.append(record)
+        runtime = {"device": self.device, "hostname": socket.gethostname(),
+                   "python": platform.python_version(), "start": self.start,
+                   "end": now_iso() if complete else None}
+        gpu = os.environ.get("GENCSP_GPU_NAME")
+        if gpu:
+            runtime["gpu_name"] = gpu
+        return {"contract_version": CONTRACT_VERSION, "task": self.task, "seed": self.seed,
+                "complete": bool(complete), "model": self.model, "runtime": runtime, "samples": records}
+
+    def write_manifest(self, complete=True):
+        text = json.dumps(self.manifest(complete), indent=2, sort_keys=True)
+        atomic_write(os.path.join(self.out_dir, MANIFEST), text + "\n")
+        self.last_flush = time.monotonic()
+
+
+def fail_pending(session, message):
+    for target, index in session.pending():
+        session.records[(target["id"], index)] = {
+            "target_id": target["id"], "sample_index": index, "status": "failed",
+            "message": message[:10000], "seconds": 0.0}
+
+
+def run_session(sample_fn, request_path, out_dir, model):
+    """Run an adapter's sample function; return the process exit code.
+
+    0: the adapter finished (failed samples are in the manifest). 1: the adapter
+    crashed; the manifest still answers every sample. 2: the request is invalid.
+    """
+    try:
+        session = Session(request_path, out_dir, model)
+    except ContractError as exc:
+        sys.stderr.write("gencsp_helper: {}\n".format(exc))
+        return 2
+    try:
+        sample_fn(session)
+    except BaseException as exc:  # noqa: BLE001 - the manifest must be written whatever happened
+        traceback.print_exc()
+        fail_pending(session, "adapter crashed: {}: {}".format(type(exc).__name__, exc))
+        session.write_manifest(complete=True)
+        return 1 if not isinstance(exc, KeyboardInterrupt) else 130
+    session.write_manifest(complete=True)
+    return 0
+
+
+USAGE = "usage: {0} sample REQUEST.json OUT_DIR | {0} train REQUEST.json OUT_DIR"
+
+
+def main(sample_fn, model, train_fn=None, argv=None):
+    """Entry point of an image: `sample REQUEST OUT` or `train REQUEST OUT`."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if len(argv) != 3 or argv[0] not in ("sample", "train"):
+        sys.stderr.write(USAGE.format(os.path.basename(sys.argv[0])) + "\n")
+        sys.exit(2)
+    verb, request_path, out_dir = argv
+    if verb == "train":
+        if train_fn is None:
+            sys.stderr.write("this model has no train entry\n")
+            sys.exit(2)
+        try:
+            request = read_request_train(request_path)
+        except ContractError as exc:
+            sys.stderr.write("gencsp_helper: {}\n".format(exc))
+            sys.exit(2)
+        sys.exit(train_fn(request, out_dir) or 0)
+    sys.exit(run_session(sample_fn, request_path, out_dir, model))
+
+
+def read_request_train(path):
+    try:
+        with open(path, "r", encoding="utf-8") as handle:
+            request = json.load(handle)
+    except (OSError, ValueError) as exc:
+        raise ContractError("{}: cannot read train request: {}".format(path, exc))
+    if "splits" not in request or "train" not in request["splits"]:
+        raise ContractError("{}: a train request names splits including 'train'".format(path))
+    return request

@@ -1,0 +1,58 @@
+"""`gencsp` command line. Sub-commands live in orchestrator/commands/, imported lazily
+so that `gencsp --help` stays instant."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from . import __version__
+
+# Each module defines register(subparsers); its parsers set `func` to a callable(args) -> int.
+COMMAND_MODULES = (
+    "data",
+    "models",
+    "validate",
+    "schemas",
+    "bench",
+)
+
+
+class CliError(Exception):
+    """A user error: printed without a traceback, exit code 1."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gencsp",
+        description="Benchmark generative models for crystal structure prediction.",
+    )
+    parser.add_argument("--version", action="version", version=f"gencsp {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"orchestrator.commands.{name}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0 if args.command is None else 2
+    from .errors import GencspError
+
+    try:
+        return int(args.func(args) or 0)
+    except GencspError as exc:
+        from .console import err
+
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

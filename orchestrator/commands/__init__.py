@@ -1,0 +1,1 @@
+"""Sub-commands of `gencsp`, one module each (see orchestrator/cli.py)."""

@@ -1,0 +1,81 @@
+"""gencsp bench: plan shards, run them, validate, collect (and evaluate)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def parse_options(pairs: list[str]) -> dict:
+    """`key=value` pairs; values are JSON when they parse as JSON, else strings."""
+    options = {}
+    for pair in pairs or ():
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            from ..errors import GencspError
+
+            raise GencspError(f"--option expects key=value, got {pair!r}")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    return options
+
+
+def add_run_arguments(parser) -> None:
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--dataset", default="mini")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--task", choices=("csp", "generate"), default="csp")
+    parser.add_argument("--samples-per-target", type=int, default=1, help="CSP samples per target (k of @k)")
+    parser.add_argument("--num-samples", type=int, help="generate: total samples (default: rows of the split)")
+    parser.add_argument("--limit", type=int, help="use the first N rows of the split")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--shard-size", type=int, default=100, help="samples per shard")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--option", action="append", metavar="KEY=VALUE", help="model option (repeatable)")
+    parser.add_argument("--run-dir", type=Path, help="runs folder (default: ./runs or $GENCSP_RUNS)")
+
+
+def register(sub) -> None:
+    parser = sub.add_parser("bench", help="run a model on a dataset split end to end")
+    add_run_arguments(parser)
+    parser.add_argument("--runtime", default="auto", choices=("auto", "docker", "apptainer", "local"))
+    parser.add_argument("--workers", type=int, default=1, help="shards run at once")
+    parser.add_argument("--retries", type=int, default=2)
+    parser.add_argument("--timeout", type=float, help="seconds per shard (default: from the model card)")
+    parser.set_defaults(func=cmd_bench)
+
+
+def config_from(args):
+    from schemas import Task
+
+    from ..runs import RunConfig
+
+    return RunConfig(model=args.model, dataset=args.dataset, split=args.split, task=Task(args.task),
+                     seed=args.seed, samples_per_target=args.samples_per_target, num_samples=args.num_samples,
+                     limit=args.limit, shard_size=args.shard_size, device=args.device,
+                     batch_size=args.batch_size, options=parse_options(args.option))
+
+
+def cmd_bench(args) -> int:
+    from .. import models, paths
+    from ..collect import collect
+    from ..console import out
+    from ..executors.local import ShardPolicy, run_shards
+    from ..plan import plan
+    from ..runtimes import get_runtime
+    from ..summary import print_summary
+
+    card = models.get(args.model)
+    config = config_from(args)
+    run, resumed = plan(config, card, args.run_dir or paths.runs_dir())
+    out.print(f"{'resuming' if resumed else 'created'} run {run.path}", highlight=False)
+    runtime = get_runtime(args.runtime)
+    run.update_info(runtime=runtime.identity(card))
+    policy = ShardPolicy(retries=args.retries, timeout=args.timeout, gpu=args.device == "cuda")
+    run_shards(run, runtime, card, policy, workers=args.workers)
+    frame = collect(run)
+    print_summary(run, frame)
+    return 0

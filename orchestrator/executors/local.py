@@ -1,0 +1,78 @@
+"""Run a run's unfinished shards on this machine, validate each, record its state."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+
+from schemas import ModelCard
+
+from ..atomic import write_parquet
+from ..runs import Run, Shard, State
+from ..runtimes.base import Runtime, log_tail
+from ..validate import Limits, ManifestError, validate_shard
+
+
+@dataclass(frozen=True)
+class ShardPolicy:
+    retries: int = 2  # extra attempts for a shard whose runtime failed
+    timeout: float | None = None  # seconds per shard; None: from the model card
+    gpu: bool = False
+    limits: Limits = Limits()
+
+    def timeout_for(self, shard: Shard, card: ModelCard) -> float:
+        if self.timeout is not None:
+            return self.timeout
+        samples = len(shard.request().requested())
+        return 120 + 3 * card.resources.seconds_per_sample * samples
+
+
+def process_shard(shard: Shard, runtime: Runtime, card: ModelCard, policy: ShardPolicy) -> dict:
+    """Run one shard from a clean output folder, validate what it wrote, and record the outcome."""
+    shard.reset_output()
+    shard.set_state(State.running, runtime=runtime.name)
+    result = runtime.run(shard, card, timeout=policy.timeout_for(shard, card), gpu=policy.gpu)
+    outcome = {"exit_code": result.exit_code, "seconds": round(result.seconds, 3),
+               "runtime_failure": result.runtime_failure}
+    try:
+        report = validate_shard(shard.out_dir, shard.request(), policy.limits)
+    except ManifestError as exc:
+        shard.set_state(State.failed, error=str(exc), log_tail=log_tail(shard.log_path), **outcome)
+        return shard.state()
+    frame = report.frame()
+    frame.insert(0, "shard", shard.index)
+    write_parquet(shard.table_path, frame)
+    # A complete manifest is final even after a crash (a deterministic crash would repeat);
+    # a partial one (time limit, kill) is retried, keeping its table if retries run out.
+    status = State.done if report.manifest.complete else State.failed
+    error = None if status == State.done else (result.runtime_failure or "the manifest is incomplete")
+    shard.set_state(status, counts=report.counts(), warnings=report.warnings, error=error,
+                    log_tail=log_tail(shard.log_path) if result.exit_code else None, **outcome)
+    return shard.state()
+
+
+def runnable(run: Run, policy: ShardPolicy) -> list[Shard]:
+    """Shards not done, with attempts left. Done shards are never redone."""
+    return [s for s in run.shards()
+            if s.status != State.done and s.state().get("attempts", 0) <= policy.retries]
+
+
+def run_shards(run: Run, runtime: Runtime, card: ModelCard, policy: ShardPolicy = ShardPolicy(),
+               workers: int = 1, progress: bool = True) -> list[dict]:
+    """Process runnable shards, `workers` at a time, until none is left; return their final states."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    states = []
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, disable=not progress) as bar:
+        while todo := runnable(run, policy):
+            shards_task = bar.add_task(f"shards ({runtime.name})", total=len(todo))
+            samples_task = bar.add_task("samples", total=sum(len(s.request().requested()) for s in todo))
+            with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+                futures = {pool.submit(process_shard, s, runtime, card, policy): s for s in todo}
+                for future in as_completed(futures):
+                    state = future.result()
+                    states.append(state)
+                    bar.advance(shards_task)
+                    bar.advance(samples_task, sum((state.get("counts") or {}).values()))
+    return states

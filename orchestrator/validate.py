@@ -1,0 +1,201 @@
+"""Validate what a model image wrote: its manifest and every file it names.
+
+Model faults (a failed sample, an unreadable CIF, a path escaping the output
+folder, ...) become rejected rows with a reason; only a manifest that cannot
+be read or does not follow the schema is an error (ManifestError). Nothing the
+model wrote is lost: accepted and rejected samples are all rows of the table.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from schemas import CONTRACT_VERSION, Manifest, SampleRecord, SampleRequest, Status
+from schemas.errors import format_errors
+
+from .errors import GencspError
+from .structures import DEFAULT_MAX_ATOMS, DEFAULT_PARSE_SECONDS, StructureError, read_structure
+
+MANIFEST = "manifest.json"
+ACCEPTED, REJECTED = "accepted", "rejected"
+COLUMNS = (
+    "target_id", "sample_index", "status", "reason", "message", "model_status", "seconds",
+    "cif_path", "cif", "wyckoff", "formula", "num_atoms", "num_elements", "volume",
+    "composition_match", "num_atoms_match",
+)
+
+
+class ManifestError(GencspError):
+    """The manifest is missing, unreadable or breaks the schema: the whole shard is unusable."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    parse_seconds: float = DEFAULT_PARSE_SECONDS
+    max_atoms: int = DEFAULT_MAX_ATOMS
+    max_file_bytes: int = 10 * 1024 * 1024
+
+
+@dataclass
+class Report:
+    manifest: Manifest
+    rows: list[dict]
+    warnings: list[str] = field(default_factory=list)
+
+    def frame(self):
+        import pandas as pd
+
+        return pd.DataFrame(self.rows, columns=list(COLUMNS))
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for row in self.rows:
+            key = row["status"] if row["status"] == ACCEPTED else f"rejected: {row['reason']}"
+            out[key] = out.get(key, 0) + 1
+        return out
+
+
+def load_manifest(out_dir: Path) -> Manifest:
+    from pydantic import ValidationError
+
+    path = Path(out_dir) / MANIFEST
+    if not path.is_file():
+        raise ManifestError(f"{path}: no manifest (the model wrote none)")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ManifestError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    except json.JSONDecodeError as exc:
+        raise ManifestError(f"{path}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
+    try:
+        manifest = Manifest.model_validate(data)
+    except ValidationError as exc:
+        raise ManifestError(f"{path}: does not follow the manifest schema:\n{format_errors(exc)}") from exc
+    if manifest.contract_version.split(".")[0] != CONTRACT_VERSION.split(".")[0]:
+        raise ManifestError(
+            f"{path}: contract version {manifest.contract_version}, this gencsp speaks {CONTRACT_VERSION}"
+        )
+    return manifest
+
+
+def resolve_inside(out_dir: Path, relative: str, max_bytes: int) -> Path:
+    """The file a manifest names, if it is a regular file inside `out_dir`."""
+    root = Path(os.path.realpath(out_dir))
+    if os.path.isabs(relative):
+        raise StructureError("path_outside", f"{relative!r} is an absolute path")
+    lexical = Path(os.path.normpath(root / relative))
+    if lexical != root and root not in lexical.parents:
+        raise StructureError("path_outside", f"{relative!r} points outside the output folder")
+    real = Path(os.path.realpath(lexical))
+    if real != root and root not in real.parents:
+        raise StructureError("symlink_escape", f"{relative!r} is a symlink leading outside the output folder")
+    if not real.exists():
+        raise StructureError("missing_file", f"{relative!r} does not exist")
+    if not real.is_file():
+        raise StructureError("not_a_file", f"{relative!r} is not a regular file")
+    size = real.stat().st_size
+    if size > max_bytes:
+        raise StructureError("too_large", f"{relative!r} is {size} bytes, more than the limit of {max_bytes}")
+    return real
+
+
+def _row(record: SampleRecord | None, target_id: str, index: int, **values) -> dict:
+    row = dict.fromkeys(COLUMNS)
+    row.update(target_id=target_id, sample_index=index)
+    if record is not None:
+        row.update(model_status=str(record.status), seconds=record.seconds, message=record.message)
+        if record.wyckoff is not None:
+            row["wyckoff"] = record.wyckoff.model_dump_json()
+    row.update(values)
+    return row
+
+
+def _reject(record, target_id, index, reason, message, **values) -> dict:
+    return _row(record, target_id, index, status=REJECTED, reason=reason, message=message, **values)
+
+
+def check_wyckoff(description) -> None:
+    """Every letter exists in the space group (pyxtal tables)."""
+    from pyxtal.symmetry import Group
+
+    letters = {wp.letter for wp in Group(description.space_group).Wyckoff_positions}
+    for site in description.sites:
+        if site.letter not in letters:
+            raise StructureError(
+                "bad_wyckoff", f"space group {description.space_group} has no Wyckoff position {site.letter!r}"
+            )
+
+
+def check_record(record: SampleRecord, out_dir: Path, target, limits: Limits) -> dict:
+    """One manifest record -> one row, accepted or rejected with a reason."""
+    tid, index = record.target_id, record.sample_index
+    if record.status == Status.failed:
+        return _reject(record, tid, index, "model_failed", record.message)
+    if record.cif is None:
+        try:
+            check_wyckoff(record.wyckoff)
+        except StructureError as exc:
+            return _reject(record, tid, index, exc.reason, str(exc))
+        return _row(record, tid, index, status=ACCEPTED)
+    text = None
+    try:
+        path = resolve_inside(out_dir, record.cif, limits.max_file_bytes)
+        raw = path.read_bytes()
+        text = raw.decode("utf-8", errors="replace")
+        if b"\x00" in raw:
+            raise StructureError("parse_error", "binary content, not CIF text")
+        structure = read_structure(text, limits.parse_seconds, limits.max_atoms)
+    except StructureError as exc:
+        return _reject(record, tid, index, exc.reason, str(exc), cif_path=record.cif, cif=text)
+    composition = structure.composition
+    values = {
+        "status": ACCEPTED, "cif_path": record.cif, "cif": text,
+        "formula": composition.reduced_formula, "num_atoms": len(structure),
+        "num_elements": len(composition.elements), "volume": float(structure.volume),
+    }
+    if target is not None and target.composition:
+        from pymatgen.core import Composition
+
+        values["composition_match"] = Composition(target.composition).reduced_formula == composition.reduced_formula
+        values["num_atoms_match"] = target.num_atoms == len(structure)
+    return _row(record, tid, index, **values)
+
+
+def validate_shard(out_dir: Path, request: SampleRequest | None = None, limits: Limits = Limits()) -> Report:
+    """Check a manifest and its files; with the request, also that every sample is answered."""
+    out_dir = Path(out_dir)
+    manifest = load_manifest(out_dir)
+    targets = {t.id: t for t in request.targets} if request else {}
+    requested = request.requested() if request else None
+    wanted = set(requested) if requested is not None else None
+    report = Report(manifest=manifest, rows=[])
+    if request is not None and manifest.task != request.task:
+        report.warnings.append(f"manifest task {manifest.task} differs from the request's {request.task}")
+    if not manifest.complete:
+        report.warnings.append("the manifest is marked incomplete: the model stopped before finishing")
+    seen: set[tuple[str, int]] = set()
+    for record in manifest.samples:
+        key = (record.target_id, record.sample_index)
+        if wanted is not None and key not in wanted:
+            report.rows.append(_reject(record, *key, "not_requested", "this sample was not requested"))
+        elif key in seen:
+            report.rows.append(_reject(record, *key, "duplicate_record", "a second record for this sample"))
+        else:
+            seen.add(key)
+            report.rows.append(check_record(record, out_dir, targets.get(record.target_id), limits))
+    for key in requested or ():
+        if key not in seen:
+            why = "the model stopped before producing it" if not manifest.complete else "no record in the manifest"
+            report.rows.append(_reject(None, *key, "missing_record", why))
+    named = {r.cif for r in manifest.samples if r.cif}
+    extra = [
+        str(p.relative_to(out_dir)) for p in out_dir.rglob("*")
+        if p.is_file() and p.name != MANIFEST and str(p.relative_to(out_dir)) not in named
+        and not p.name.startswith(".")
+    ]
+    if extra:
+        report.warnings.append(f"{len(extra)} file(s) not named in the manifest, e.g. {extra[0]}")
+    return report

@@ -1,0 +1,36 @@
+"""Shared fixtures. Tests read the mirrored benchmark splits from ../shared/datasets."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("GENCSP_SHARED", ROOT.parent / "shared"))
+MIRROR = SHARED / "datasets"
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """A private gencsp cache; the mirror is used before the network."""
+    path = tmp_path / "home"
+    monkeypatch.setenv("GENCSP_HOME", str(path))
+    monkeypatch.setenv("GENCSP_DATA_MIRROR", str(MIRROR))
+    monkeypatch.setenv("GENCSP_RUNS", str(tmp_path / "runs"))
+    return path
+
+
+def nacl_cif(a: float = 5.64) -> str:
+    from pymatgen.core import Lattice, Structure
+
+    from orchestrator.structures import cif_text
+
+    structure = Structure.from_spacegroup("Fm-3m", Lattice.cubic(a), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    return cif_text(structure.get_primitive_structure())
+
+
+@pytest.fixture
+def cif():
+    return nacl_cif()

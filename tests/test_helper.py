@@ -1,0 +1,168 @@
+"""The stdlib-only helper copied into every image."""
+
+import ast
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from conftest import ROOT, nacl_cif
+from orchestrator.validate import validate_shard
+from schemas import Manifest, SampleRequest, Target
+
+HELPER = ROOT / "containers" / "common" / "gencsp_helper.py"
+# Modules of the Python 3.8 standard library the helper may use.
+STDLIB_38 = {"contextlib", "datetime", "hashlib", "json", "os", "platform", "socket", "sys", "tempfile", "time",
+             "traceback"}
+
+
+def test_helper_parses_as_python_38_and_imports_only_the_stdlib():
+    tree = ast.parse(HELPER.read_text(), feature_version=(3, 8))
+    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                for alias in node.names}
+    imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert imported <= STDLIB_38, imported - STDLIB_38
+    # No annotations: `list[int]` and friends fail at run time on 3.8.
+    assert not any(isinstance(n, ast.AnnAssign) or getattr(n, "returns", None) for n in ast.walk(tree))
+
+
+def test_a_38_only_syntax_error_would_be_caught():
+    with pytest.raises(SyntaxError):
+        ast.parse("match x:\n    case 1: pass\n", feature_version=(3, 8))
+
+
+def write_request(folder, targets, **extra):
+    request = SampleRequest(task="csp", targets=targets, **extra)
+    path = folder / "request.json"
+    path.write_text(request.model_dump_json())
+    return request, path
+
+
+def run_adapter(tmp_path, body, request_path, env=None):
+    adapter = tmp_path / "adapter.py"
+    adapter.write_text("import sys\nimport gencsp_helper as g\nCIF = %r\n" % nacl_cif() + textwrap.dedent(body)
+                       + "\nif __name__ == '__main__':\n    g.main(sample, model={'name': 'toy'})\n")
+    out = tmp_path / "out"
+    environment = {"PYTHONPATH": str(HELPER.parent), "PATH": "/usr/bin:/bin", **(env or {})}
+    proc = subprocess.run([sys.executable, str(adapter), "sample", str(request_path), str(out)],
+                          capture_output=True, text=True, env=environment, timeout=60)
+    return proc, out
+
+
+NACL = [Target(id="nacl", composition={"Na": 1, "Cl": 1}, samples=2),
+        Target(id="kcl", composition={"K": 1, "Cl": 1}, samples=2)]
+
+
+def test_adapter_output_validates(tmp_path):
+    request, path = write_request(tmp_path, NACL)
+    proc, out = run_adapter(tmp_path, """
+        def sample(session):
+            for target, index in session.requested():
+                with session.slot(target, index) as slot:
+                    slot.cif(CIF)
+    """, path)
+    assert proc.returncode == 0, proc.stderr
+    report = validate_shard(out, request)
+    assert report.counts() == {"accepted": 4}
+    assert report.manifest.complete and report.manifest.model.name == "toy"
+    assert all(row["seconds"] >= 0 for row in report.rows)
+    assert not list(out.rglob("*.tmp")), "temporary files left behind"
+
+
+def test_crash_after_partial_output_still_answers_every_sample(tmp_path):
+    request, path = write_request(tmp_path, NACL)
+    proc, out = run_adapter(tmp_path, """
+        def sample(session):
+            session.save_cif("nacl", 0, CIF)
+            session.save_cif("nacl", 1, CIF)
+            raise MemoryError("CUDA out of memory")
+    """, path)
+    assert proc.returncode == 1
+    manifest = Manifest.model_validate_json((out / "manifest.json").read_text())
+    statuses = {(r.target_id, r.sample_index): (r.status, r.message) for r in manifest.samples}
+    assert statuses[("nacl", 0)] == ("ok", None)
+    assert statuses[("kcl", 1)] == ("failed", "adapter crashed: MemoryError: CUDA out of memory")
+    assert validate_shard(out, request).counts() == {"accepted": 2, "rejected: model_failed": 2}
+
+
+def test_an_exception_in_a_slot_fails_that_sample_only(tmp_path):
+    request, path = write_request(tmp_path, NACL)
+    proc, out = run_adapter(tmp_path, """
+        def sample(session):
+            for target, index in session.requested():
+                with session.slot(target, index) as slot:
+                    if target["id"] == "kcl" and index == 1:
+                        raise ValueError("no valid structure")
+                    if target["id"] == "kcl":
+                        continue  # produced nothing
+                    slot.cif(CIF)
+    """, path)
+    assert proc.returncode == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    messages = {(r["target_id"], r["sample_index"]): r.get("message") for r in manifest["samples"]}
+    assert messages[("kcl", 1)] == "ValueError: no valid structure"
+    assert messages[("kcl", 0)] == "the adapter produced nothing for this sample"
+    assert messages[("nacl", 0)] is None
+
+
+def test_systematic_failure_stops_the_adapter(tmp_path):
+    request, path = write_request(tmp_path, [Target(id="a", composition={"Na": 1}, samples=80)])
+    proc, out = run_adapter(tmp_path, """
+        def sample(session):
+            for target, index in session.requested():
+                with session.slot(target, index) as slot:
+                    raise KeyError("checkpoint key missing")
+    """, path)
+    assert proc.returncode == 1
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert len(manifest["samples"]) == 80
+    assert sum(r["message"].startswith("KeyError") for r in manifest["samples"]) == 50
+    assert "stopping: 50 failures in a row" in manifest["samples"][-1]["message"]
+
+
+def test_wrong_contract_version_is_refused(tmp_path):
+    path = tmp_path / "request.json"
+    path.write_text(json.dumps({"contract_version": "2.0", "task": "csp", "targets": []}))
+    proc, out = run_adapter(tmp_path, "def sample(session):\n    pass\n", path)
+    assert proc.returncode == 2
+    assert "contract version '2.0'" in proc.stderr
+    assert not (out / "manifest.json").exists()
+
+
+def test_requests_for_unrequested_samples_are_refused(tmp_path):
+    request, path = write_request(tmp_path, NACL)
+    proc, out = run_adapter(tmp_path, "def sample(session):\n    session.save_cif('nacl', 7, CIF)\n", path)
+    assert proc.returncode == 1
+    assert "sample 7 of target nacl was not requested" in proc.stderr
+
+
+def test_seeds_do_not_depend_on_sharding_and_paths_map(tmp_path, monkeypatch):
+    sys.path.insert(0, str(HELPER.parent))
+    try:
+        import gencsp_helper as g
+    finally:
+        sys.path.pop(0)
+    assert g.derived_seed(0, "nacl", 1) == g.derived_seed(0, "nacl", 1) != g.derived_seed(1, "nacl", 1)
+    _, path = write_request(tmp_path, NACL, data={"train": "/data/perov_5/train.csv"})
+    monkeypatch.setenv("GENCSP_PATH_MAP", json.dumps({"/data": "/home/me/cache"}))
+    session = g.Session(str(path), str(tmp_path / "out"), {"name": "toy"})
+    assert session.data_path("train") == "/home/me/cache/perov_5/train.csv"
+    assert session.path("/database/x") == "/database/x"
+    with pytest.raises(g.ContractError, match="'val' was not mounted"):
+        session.data_path("val")
+
+
+def test_partial_manifest_is_flushed_while_sampling(tmp_path, monkeypatch):
+    sys.path.insert(0, str(HELPER.parent))
+    import gencsp_helper as g
+
+    sys.path.pop(0)
+    monkeypatch.setattr(g, "FLUSH_EVERY_SECONDS", 0.0)
+    _, path = write_request(tmp_path, NACL)
+    session = g.Session(str(path), str(tmp_path / "out"), {"name": "toy"})
+    session.save_cif("nacl", 0, nacl_cif())
+    partial = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert partial["complete"] is False and len(partial["samples"]) == 1
+    Manifest.model_validate(partial)
