@@ -9,7 +9,7 @@ from schemas import ModelCard, Task
 
 from . import datasets, runs
 from .errors import GencspError
-from .hashing import sha256_file
+from .hashing import sha256_file, sha256_tree
 from .targets import csp_targets, generate_targets, oracle_for, unsupported_reason
 
 DATA_IN_CONTAINER = "/data"
@@ -32,6 +32,15 @@ def mounted_splits(config: runs.RunConfig, card: ModelCard) -> dict[str, str]:
         return {}
     split = {**card.default_options, **config.options}.get("source_split", "train")
     return {split: f"{DATA_IN_CONTAINER}/{config.dataset}/{split}.csv"}
+
+
+def checkpoint_provenance(config: runs.RunConfig) -> dict | None:
+    if not config.checkpoint:
+        return None
+    host = Path(config.checkpoint)
+    if not host.exists():
+        raise GencspError(f"{host}: checkpoint not found")
+    return {"path": str(host.resolve()), "sha256": sha256_tree(host)}
 
 
 def build(path: Path, config: runs.RunConfig, card: ModelCard) -> runs.Run:
@@ -62,7 +71,7 @@ def build(path: Path, config: runs.RunConfig, card: ModelCard) -> runs.Run:
     for split in data:
         datasets.fetch(config.dataset, split, progress=False)
     provenance = {"dataset": dataset, "oracle": [str(o) for o in oracle], "mounted_splits": sorted(data),
-                  "image": None}
+                  "image": None, "checkpoint": checkpoint_provenance(config)}
     return runs.create(path, config, card, supported, provenance, truth, unsupported, data=data)
 
 

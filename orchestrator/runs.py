@@ -65,6 +65,7 @@ class RunConfig:
     batch_size: int = 64
     options: dict = field(default_factory=dict)
     symprec: float = 0.1
+    checkpoint: str | None = None  # host path of the weights (file or folder), mounted read-only
 
     def key(self) -> str:
         return sha256_json(asdict(self))[:10]
@@ -174,6 +175,10 @@ class Run:
         return pd.read_parquet(path) if path.exists() else None
 
 
+def checkpoint_in_container(config: RunConfig) -> str | None:
+    return f"/ckpt/{Path(config.checkpoint).name}" if config.checkpoint else None
+
+
 def pack(targets: list[Target], shard_size: int) -> list[list[Target]]:
     """Group targets in order into shards of at most `shard_size` samples (a bigger target gets its own)."""
     shards: list[list[Target]] = []
@@ -204,7 +209,7 @@ def create(path: Path, config: RunConfig, card: ModelCard, targets: list[Target]
         (shard_dir / "out").mkdir(parents=True)
         request = SampleRequest(task=config.task, seed=config.seed, device=config.device,
                                 batch_size=config.batch_size, options={**card.default_options, **config.options},
-                                data=data or {}, targets=group)
+                                data=data or {}, targets=group, checkpoint=checkpoint_in_container(config))
         write_text(shard_dir / "request.json", request.model_dump_json(indent=2, exclude_none=True) + "\n")
     if truth_frame is not None:
         from .atomic import write_parquet

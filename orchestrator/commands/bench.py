@@ -35,6 +35,7 @@ def add_run_arguments(parser) -> None:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--option", action="append", metavar="KEY=VALUE", help="model option (repeatable)")
+    parser.add_argument("--checkpoint", help="host path of the weights (file or folder), mounted read-only")
     parser.add_argument("--run-dir", type=Path, help="runs folder (default: ./runs or $GENCSP_RUNS)")
 
 
@@ -56,7 +57,8 @@ def config_from(args):
     return RunConfig(model=args.model, dataset=args.dataset, split=args.split, task=Task(args.task),
                      seed=args.seed, samples_per_target=args.samples_per_target, num_samples=args.num_samples,
                      limit=args.limit, shard_size=args.shard_size, device=args.device,
-                     batch_size=args.batch_size, options=parse_options(args.option))
+                     batch_size=args.batch_size, options=parse_options(args.option),
+                     checkpoint=str(Path(args.checkpoint).resolve()) if args.checkpoint else None)
 
 
 def cmd_bench(args) -> int:
@@ -74,7 +76,8 @@ def cmd_bench(args) -> int:
     out.print(f"{'resuming' if resumed else 'created'} run {run.path}", highlight=False)
     runtime = get_runtime(args.runtime)
     run.update_info(runtime=runtime.identity(card))
-    policy = ShardPolicy(retries=args.retries, timeout=args.timeout, gpu=args.device == "cuda")
+    policy = ShardPolicy(retries=args.retries, timeout=args.timeout, gpu=args.device == "cuda",
+                         checkpoint=Path(config.checkpoint) if config.checkpoint else None)
     run_shards(run, runtime, card, policy, workers=args.workers)
     frame = collect(run)
     print_summary(run, frame)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
+from pathlib import Path
 
 from schemas import ModelCard
 
 from ..atomic import write_parquet
 from ..runs import Run, Shard, State
-from ..runtimes.base import Runtime, log_tail
+from ..runtimes.base import Runtime, log_tail, run_shard
 from ..validate import Limits, ManifestError, validate_shard
 
 
@@ -19,6 +20,7 @@ class ShardPolicy:
     timeout: float | None = None  # seconds per shard; None: from the model card
     gpu: bool = False
     limits: Limits = Limits()
+    checkpoint: Path | None = None  # host path mounted read-only where the request names a checkpoint
 
     def timeout_for(self, shard: Shard, card: ModelCard) -> float:
         if self.timeout is not None:
@@ -31,7 +33,8 @@ def process_shard(shard: Shard, runtime: Runtime, card: ModelCard, policy: Shard
     """Run one shard from a clean output folder, validate what it wrote, and record the outcome."""
     shard.reset_output()
     shard.set_state(State.running, runtime=runtime.name)
-    result = runtime.run(shard, card, timeout=policy.timeout_for(shard, card), gpu=policy.gpu)
+    result = run_shard(runtime, shard, card, timeout=policy.timeout_for(shard, card), gpu=policy.gpu,
+                       checkpoint=policy.checkpoint)
     outcome = {"exit_code": result.exit_code, "seconds": round(result.seconds, 3),
                "runtime_failure": result.runtime_failure}
     try:

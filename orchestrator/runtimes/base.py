@@ -1,4 +1,9 @@
-"""What every runtime does: run one shard of one model, and say how it went."""
+"""What every runtime does: run a model's entry point with explicit mounts, and say how it went.
+
+A runtime only knows how to start the model's entry point (`sample REQUEST OUT`
+or `train REQUEST OUT`) with a list of mounts; what to mount for a shard is
+decided once, here, for all runtimes.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +14,24 @@ from typing import Protocol
 
 from schemas import ModelCard
 
+from .. import paths
 from ..runs import Shard
 
 # Never handed to a model: credentials of the host (the Materials Project key, cloud tokens).
 SECRET_MARKERS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "CREDENTIAL")
 # In-container paths of the contract.
-IO_DIR = "/io"
 REQUEST_IN_CONTAINER = "/io/request.json"
 OUT_IN_CONTAINER = "/io/out"
+WORK_IN_CONTAINER = "/work"
+DATA_IN_CONTAINER = "/data"
+CHECKPOINT_IN_CONTAINER = "/ckpt"
+
+
+@dataclass(frozen=True)
+class Mount:
+    host: Path
+    container: str
+    read_only: bool = True
 
 
 @dataclass
@@ -35,11 +50,38 @@ class Runtime(Protocol):
 
     def available(self) -> bool: ...
 
-    def run(self, shard: Shard, card: ModelCard, timeout: float | None = None, gpu: bool = False) -> RunResult: ...
-
     def identity(self, card: ModelCard) -> dict:
-        """What ran: image digest, SIF sha256, or the host interpreter."""
+        """What runs the model: image digest, SIF sha256, or the host interpreter."""
         ...
+
+    def execute(self, card: ModelCard, argv: list[str], mounts: list[Mount], log_path: Path,
+                timeout: float | None = None, gpu: bool = False) -> RunResult:
+        """Run the model's entry point with `argv` (container paths) and these mounts only."""
+        ...
+
+
+def shard_mounts(shard: Shard, checkpoint: Path | None = None) -> list[Mount]:
+    """Request read-only, output writable, scratch writable, dataset splits and checkpoint read-only."""
+    request = shard.request()
+    work = shard.path / "work"
+    work.mkdir(exist_ok=True)
+    mounts = [Mount(shard.request_path, REQUEST_IN_CONTAINER), Mount(shard.out_dir, OUT_IN_CONTAINER, False),
+              Mount(work, WORK_IN_CONTAINER, False)]
+    for container_path in request.data.values():
+        relative = container_path.removeprefix(DATA_IN_CONTAINER + "/")
+        mounts.append(Mount(paths.datasets_dir() / relative, container_path))
+    if request.checkpoint:
+        if checkpoint is None:
+            raise ValueError(f"{shard.request_path}: names a checkpoint but no host path was given")
+        mounts.append(Mount(Path(checkpoint), request.checkpoint))
+    return mounts
+
+
+def run_shard(runtime: Runtime, shard: Shard, card: ModelCard, timeout: float | None = None,
+              gpu: bool = False, checkpoint: Path | None = None) -> RunResult:
+    """`sample /io/request.json /io/out` for one shard, in any runtime."""
+    argv = ["sample", REQUEST_IN_CONTAINER, OUT_IN_CONTAINER]
+    return runtime.execute(card, argv, shard_mounts(shard, checkpoint), shard.log_path, timeout=timeout, gpu=gpu)
 
 
 def is_secret(name: str) -> bool:

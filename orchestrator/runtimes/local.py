@@ -1,4 +1,9 @@
-"""Run a model's adapter as a subprocess of the host Python (baselines, development)."""
+"""Run a model's adapter as a subprocess of the host Python (baselines, development).
+
+No isolation: use it for models whose dependencies are installed on the host.
+Container paths in argv and in the request are translated to host paths
+(GENCSP_PATH_MAP, read by the helper).
+"""
 
 from __future__ import annotations
 
@@ -13,8 +18,15 @@ from pathlib import Path
 from schemas import ModelCard
 
 from .. import paths
-from ..runs import Shard
-from .base import RunResult, scrubbed_env
+from .base import Mount, RunResult, scrubbed_env
+
+
+def translate(path: str, mounts: list[Mount]) -> str:
+    """A container path as a host path (longest matching mount wins)."""
+    for mount in sorted(mounts, key=lambda m: len(m.container), reverse=True):
+        if path == mount.container or path.startswith(mount.container.rstrip("/") + "/"):
+            return str(mount.host) + path[len(mount.container.rstrip("/")):]
+    return path
 
 
 class LocalRuntime:
@@ -33,26 +45,26 @@ class LocalRuntime:
     def adapter(self, card: ModelCard) -> Path:
         return self.containers / card.name / "adapter.py"
 
-    def command(self, shard: Shard, card: ModelCard) -> list[str]:
-        return [self.python, str(self.adapter(card)), "sample", str(shard.request_path), str(shard.out_dir)]
+    def command(self, card: ModelCard, argv: list[str], mounts: list[Mount]) -> list[str]:
+        return [self.python, str(self.adapter(card)), *(translate(a, mounts) for a in argv)]
 
-    def env(self, card: ModelCard, gpu: bool) -> dict[str, str]:
+    def env(self, card: ModelCard, mounts: list[Mount], gpu: bool) -> dict[str, str]:
         env = scrubbed_env()
         env["PYTHONPATH"] = os.pathsep.join([str(self.containers / "common"), str(self.containers / card.name)])
         env["PYTHONHASHSEED"] = "0"
-        # The request names container paths; on the host they live in the dataset cache.
-        env["GENCSP_PATH_MAP"] = json.dumps({"/data": str(paths.datasets_dir())})
+        env["GENCSP_PATH_MAP"] = json.dumps({m.container: str(m.host) for m in mounts})
         if not gpu:
             env["CUDA_VISIBLE_DEVICES"] = ""
         return env
 
-    def run(self, shard: Shard, card: ModelCard, timeout: float | None = None, gpu: bool = False) -> RunResult:
+    def execute(self, card: ModelCard, argv: list[str], mounts: list[Mount], log_path: Path,
+                timeout: float | None = None, gpu: bool = False) -> RunResult:
         if not self.adapter(card).is_file():
             return RunResult(None, 0.0, f"{self.adapter(card)}: no adapter for model {card.name}")
         start = time.monotonic()
-        with open(shard.log_path, "ab") as log:
-            process = subprocess.Popen(self.command(shard, card), stdout=log, stderr=subprocess.STDOUT,
-                                       env=self.env(card, gpu), cwd=shard.path, start_new_session=True)
+        with open(log_path, "ab") as log:
+            process = subprocess.Popen(self.command(card, argv, mounts), stdout=log, stderr=subprocess.STDOUT,
+                                       env=self.env(card, mounts, gpu), cwd=log_path.parent, start_new_session=True)
             try:
                 code = process.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
