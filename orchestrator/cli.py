@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "validate",
     "schemas",
     "bench",
+    "run_shard",
 )
 
 

@@ -43,7 +43,10 @@ def register(sub) -> None:
     parser = sub.add_parser("bench", help="run a model on a dataset split end to end")
     add_run_arguments(parser)
     parser.add_argument("--runtime", default="auto", choices=("auto", "docker", "apptainer", "local"))
-    parser.add_argument("--workers", type=int, default=1, help="shards run at once")
+    parser.add_argument("--executor", default="local", choices=("local", "slurm"))
+    parser.add_argument("--profile", help="slurm: cluster profile (see `gencsp clusters`)")
+    parser.add_argument("--detach", action="store_true", help="slurm: return once the job array is submitted")
+    parser.add_argument("--workers", type=int, default=1, help="local: shards run at once")
     parser.add_argument("--retries", type=int, default=2)
     parser.add_argument("--timeout", type=float, help="seconds per shard (default: from the model card)")
     parser.set_defaults(func=cmd_bench)
@@ -65,7 +68,8 @@ def cmd_bench(args) -> int:
     from .. import models, paths
     from ..collect import collect
     from ..console import out
-    from ..executors.local import ShardPolicy, run_shards
+    from ..executors import ExecutorOptions, get_executor
+    from ..executors.local import ShardPolicy
     from ..plan import plan
     from ..runtimes import get_runtime
     from ..summary import print_summary
@@ -74,11 +78,14 @@ def cmd_bench(args) -> int:
     config = config_from(args)
     run, resumed = plan(config, card, args.run_dir or paths.runs_dir())
     out.print(f"{'resuming' if resumed else 'created'} run {run.path}", highlight=False)
-    runtime = get_runtime(args.runtime)
-    run.update_info(runtime=runtime.identity(card))
+    run.update_info(runtime=get_runtime(args.runtime).identity(card), executor=args.executor)
     policy = ShardPolicy(retries=args.retries, timeout=args.timeout, gpu=args.device == "cuda",
                          checkpoint=Path(config.checkpoint) if config.checkpoint else None)
-    run_shards(run, runtime, card, policy, workers=args.workers)
+    options = ExecutorOptions(workers=args.workers, profile=args.profile, detach=args.detach)
+    get_executor(args.executor).execute(run, card, args.runtime, policy, options)
+    if args.detach:
+        out.print(f"submitted; follow with `gencsp status {run.path}`", highlight=False)
+        return 0
     frame = collect(run)
     print_summary(run, frame)
     return 0

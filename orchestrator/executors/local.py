@@ -79,3 +79,11 @@ def run_shards(run: Run, runtime: Runtime, card: ModelCard, policy: ShardPolicy 
                     bar.advance(shards_task)
                     bar.advance(samples_task, sum((state.get("counts") or {}).values()))
     return states
+
+
+def execute(run: Run, card: ModelCard, runtime_name: str, policy: ShardPolicy, options) -> list[dict]:
+    """The local executor's entry point (see orchestrator.executors)."""
+    from ..runtimes import get_runtime
+
+    return run_shards(run, get_runtime(runtime_name), card, policy, workers=options.workers,
+                      progress=options.progress)
