@@ -17,6 +17,9 @@ COMMAND_MODULES = (
     "schemas",
     "bench",
     "run_shard",
+    "images",
+    "check_image",
+    "new_model",
 )
 
 

@@ -34,3 +34,30 @@ def nacl_cif(a: float = 5.64) -> str:
 @pytest.fixture
 def cif():
     return nacl_cif()
+
+
+def need(condition: bool, reason: str) -> None:
+    """Skip when a service is missing here; in CI (GENCSP_CI=1) a missing service is a failure."""
+    if condition:
+        return
+    if os.environ.get("GENCSP_CI") == "1":
+        pytest.fail(f"CI must provide this: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def docker_client():
+    from orchestrator import images
+
+    need(images.daemon_available(), "no Docker daemon answers")
+    return images.client()
+
+
+@pytest.fixture(scope="session")
+def baseline_images(docker_client):
+    """The two CPU baseline images, built by .ci/run (or `gencsp build`)."""
+    from orchestrator import images
+
+    for name in ("gencsp/random_search", "gencsp/replay"):
+        need(images.image_exists(docker_client, name), f"{name} is not built (gencsp build {name.split('/')[1]})")
+    return docker_client

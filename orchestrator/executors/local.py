@@ -25,7 +25,11 @@ class ShardPolicy:
     def timeout_for(self, shard: Shard, card: ModelCard) -> float:
         if self.timeout is not None:
             return self.timeout
-        samples = len(shard.request().requested())
+        return self.timeout_for_samples(card, len(shard.request().requested()))
+
+    @staticmethod
+    def timeout_for_samples(card: ModelCard, samples: int) -> float:
+        """Start-up allowance plus three times the card's budget per sample."""
         return 120 + 3 * card.resources.seconds_per_sample * samples
 
 

@@ -1,0 +1,144 @@
+"""The Docker runtime, for real: confinement, failures, logs, identical results."""
+
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import ROOT
+from orchestrator import models, paths
+from orchestrator.collect import collect
+from orchestrator.conformance import check_image
+from orchestrator.executors.local import ShardPolicy, run_shards
+from orchestrator.plan import plan
+from orchestrator.runs import RunConfig
+from orchestrator.runtimes.docker import DockerRuntime
+from orchestrator.runtimes.local import LocalRuntime
+from orchestrator.scaffold import new_model
+from schemas import Task
+
+pytestmark = pytest.mark.docker
+
+
+def bench(runtime, tmp_path, **kw):
+    config = RunConfig(**{"model": "random_search", "dataset": "perov_5", "split": "test", "task": Task.csp,
+                          "limit": 5, "samples_per_target": 2, "shard_size": 4, **kw})
+    card = models.get(config.model)
+    run, _ = plan(config, card, tmp_path)
+    run_shards(run, runtime, card, ShardPolicy(), progress=False)
+    return run, collect(run)
+
+
+def test_docker_gives_the_same_structures_as_the_host(home, tmp_path, baseline_images):
+    run, frame = bench(DockerRuntime(), tmp_path / "docker")
+    _, local = bench(LocalRuntime(), tmp_path / "local")
+    assert len(frame) == 10 and (frame["status"] == "accepted").all()
+    assert list(frame["cif"]) == list(local["cif"])
+    assert len(run.shards()) == 3
+    # files belong to the caller, logs are kept, containers are gone
+    cif = next((run.shards()[0].out_dir / "structures").iterdir())
+    assert cif.stat().st_uid == os.getuid()
+    assert run.shards()[0].log_path.exists()
+    assert not baseline_images.containers.list(all=True, filters={"label": "gencsp.role=shard"})
+
+
+def test_replay_through_docker_mounts_the_split_read_only(home, tmp_path, baseline_images):
+    _, frame = bench(DockerRuntime(), tmp_path, model="replay", task=Task.generate, num_samples=6,
+                     options={"source_split": "val"})
+    assert (frame["status"] == "accepted").all() and len(frame) == 6
+
+
+@pytest.fixture(scope="module")
+def probe_image(docker_client, tmp_path_factory):
+    """A scaffolded model whose adapter tries the network and the read-only mounts."""
+    from orchestrator import images
+
+    root = tmp_path_factory.mktemp("containers")
+    (root / "common").symlink_to(ROOT / "containers" / "common")
+    folder = new_model("net_probe", root)
+    adapter = folder / "adapter.py"
+    adapter.write_text(adapter.read_text().replace('''def sample(session):''', '''def attempts():
+    import socket
+    found = []
+    for what, action in (("network", lambda: socket.create_connection(("151.101.0.223", 443), timeout=5)),
+                         ("dns", lambda: socket.getaddrinfo("pypi.org", 443)),
+                         ("request", lambda: open("/io/request.json", "a")),
+                         ("rootfs", lambda: open("/opt/gencsp/x", "w"))):
+        try:
+            action()
+            found.append(what + ": allowed")
+        except Exception as exc:
+            found.append(what + ": " + type(exc).__name__)
+    return "; ".join(found)
+
+
+def sample(session):
+    if session.options.get("probe"):
+        raise RuntimeError(attempts())
+    if session.options.get("sleep"):
+        import time
+        time.sleep(session.options["sleep"])'''))
+    old = paths.CONTAINERS_DIR
+    paths.CONTAINERS_DIR = root
+    try:
+        images.build("net_probe")
+    finally:
+        paths.CONTAINERS_DIR = old
+    yield root
+    docker_client.images.remove("gencsp/net_probe", force=True)
+
+
+def probe_run(home, tmp_path, root, monkeypatch, **options):
+    monkeypatch.setattr(paths, "CONTAINERS_DIR", root)
+    card = models.get("net_probe", root)
+    config = RunConfig(model="net_probe", dataset="mini", split="test", task=Task.csp, limit=1, options=options)
+    run, _ = plan(config, card, tmp_path)
+    states = run_shards(run, DockerRuntime(), card, ShardPolicy(retries=0, timeout=options.get("timeout")),
+                        progress=False)
+    return run, states, collect(run)
+
+
+def test_network_and_read_only_mounts_are_enforced(home, tmp_path, probe_image, monkeypatch):
+    _, _, frame = probe_run(home, tmp_path, probe_image, monkeypatch, probe=True)
+    message = frame["message"][0]
+    assert "network: OSError" in message and "dns: gaierror" in message, message
+    assert "request: OSError" in message and "rootfs: OSError" in message, message
+
+
+def test_scaffolded_model_passes_check_image(home, probe_image, monkeypatch):
+    monkeypatch.setattr(paths, "CONTAINERS_DIR", probe_image)
+    checks = {c.name: c for c in check_image("net_probe", DockerRuntime())}
+    assert all(c.passed for c in checks.values()), checks
+    assert checks["no network"].detail == "interfaces inside the container: lo"
+
+
+def test_time_limit_kills_and_removes_the_container(home, tmp_path, probe_image, monkeypatch, docker_client):
+    run, states, frame = probe_run(home, tmp_path, probe_image, monkeypatch, sleep=120, timeout=5)
+    assert states[0]["runtime_failure"] == "timed out after 5 s"
+    assert states[0]["status"] == "failed" and set(frame["reason"]) == {"shard_failed"}
+    assert not docker_client.containers.list(all=True, filters={"label": "gencsp.role=shard"})
+
+
+def test_a_missing_image_is_never_pulled(home, tmp_path):
+    card = models.get("random_search").model_copy(update={"image": "gencsp/not-built-anywhere"})
+    shard_dir = tmp_path / "0000"
+    shard_dir.mkdir()
+    result = DockerRuntime().execute(card, ["sample"], [], shard_dir / "log.txt", timeout=10)
+    assert result.runtime_failure == "image gencsp/not-built-anywhere is not built here; run `gencsp build random_search`"
+
+
+def test_check_image_passes_for_the_baselines(home, baseline_images):
+    for model in ("random_search", "replay"):
+        failed = [c for c in check_image(model, DockerRuntime()) if not c.passed]
+        assert not failed, (model, failed)
+
+
+def test_cli_bench_through_docker_prints_a_row(home, tmp_path, baseline_images):
+    from orchestrator.cli import main
+
+    assert main(["bench", "--model", "random_search", "--dataset", "perov_5", "--limit", "3",
+                 "--runtime", "docker", "--run-dir", str(tmp_path / "runs")]) == 0
+    (run,) = (tmp_path / "runs").iterdir()
+    assert Path(run, "structures.parquet").exists()
+    assert pd.read_parquet(Path(run, "structures.parquet"))["status"].eq("accepted").all()
