@@ -11,8 +11,8 @@ from rich.console import Console
 # default (some tools export COLUMNS=80), so that names in tables are not folded.
 _WIDTH = None if sys.stdout.isatty() else max(160, int(os.environ.get("COLUMNS") or 0))
 
-out = Console(width=_WIDTH)
-err = Console(stderr=True, width=_WIDTH)
+out = Console(width=_WIDTH, soft_wrap=True)
+err = Console(stderr=True, width=_WIDTH, soft_wrap=True)
 
 
 def table(title: str, columns: list[str], rows: list[list], **kwargs):

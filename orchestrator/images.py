@@ -119,12 +119,16 @@ def resolve_base(c, requested: str | None) -> str | None:
 # --- build ----------------------------------------------------------------------------
 
 
+SYSTEM_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+
+
 def host_ca_bundle() -> Path | None:
+    """The CA bundle the host trusts (a TLS-inspecting proxy's CA included), if any."""
     for name in ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"):
         value = os.environ.get(name)
         if value and Path(value).is_file():
             return Path(value)
-    return None
+    return SYSTEM_CA_BUNDLE if SYSTEM_CA_BUNDLE.is_file() else None
 
 
 def make_context(model: str, destination: Path) -> dict[str, str]:
