@@ -30,7 +30,7 @@ install: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/gencsp bench --model $(MODEL) --dataset $(DATASET) --split $(SPLIT) --task $(TASK) \
-		$(if $(LIMIT),--limit $(LIMIT)) --runtime $(RUNTIME) $(ARGS)
+		$(if $(LIMIT),--limit $(LIMIT)) --runtime $(RUNTIME) --build-missing $(ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

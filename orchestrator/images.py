@@ -173,7 +173,10 @@ def build(model: str, base: str | None = None, build_args: dict[str, str] | None
         image_id, lines = _consume(stream, log_path, on_line)
     if image_id is None:
         tail = "\n".join(lines[-15:])
-        raise ImageError(f"building {card.image_name} failed (full log: {log_path}):\n{tail}")
+        hint = ""
+        if any(word in tail for word in ("pull access denied", "registry-1.docker.io", "manifest unknown")):
+            hint = "\nthe base image cannot be pulled here: make one with `gencsp build-base` (root, debootstrap)"
+        raise ImageError(f"building {card.image_name} failed (full log: {log_path}):\n{tail}{hint}")
     return record(model, image=card.image_name, id=image_id, base=chosen or DEFAULT_BASE,
                   build_args=sorted(args), labels=labels_for(card))
 

@@ -49,6 +49,8 @@ def register(sub) -> None:
     parser.add_argument("--workers", type=int, default=1, help="local: shards run at once")
     parser.add_argument("--retries", type=int, default=2)
     parser.add_argument("--timeout", type=float, help="seconds per shard (default: from the model card)")
+    parser.add_argument("--build-missing", action="store_true",
+                        help="docker: build the model's image first if it is not built (never pulled)")
     parser.set_defaults(func=cmd_bench)
 
 
@@ -78,14 +80,29 @@ def cmd_bench(args) -> int:
     config = config_from(args)
     run, resumed = plan(config, card, args.run_dir or paths.runs_dir())
     out.print(f"{'resuming' if resumed else 'created'} run {run.path}", highlight=False)
-    run.update_info(runtime=get_runtime(args.runtime).identity(card), executor=args.executor)
+    runtime = get_runtime(args.runtime)
+    if runtime.name == "docker" and args.build_missing:
+        ensure_image(card)
+    run.update_info(runtime=runtime.identity(card), executor=args.executor)
     policy = ShardPolicy(retries=args.retries, timeout=args.timeout, gpu=args.device == "cuda",
                          checkpoint=Path(config.checkpoint) if config.checkpoint else None)
     options = ExecutorOptions(workers=args.workers, profile=args.profile, detach=args.detach)
-    get_executor(args.executor).execute(run, card, args.runtime, policy, options)
+    get_executor(args.executor).execute(run, card, runtime.name, policy, options)
     if args.detach:
         out.print(f"submitted; follow with `gencsp status {run.path}`", highlight=False)
         return 0
     frame = collect(run)
     print_summary(run, frame)
     return 0
+
+
+def ensure_image(card) -> None:
+    """Build a model's image when it is missing (a local build, never a pull of the model image)."""
+    from .. import images
+    from ..console import out
+
+    if images.image_exists(images.client(), card.image_name):
+        return
+    out.print(f"{card.image_name} is not built here: building it (gencsp build {card.name})", highlight=False)
+    with out.status(f"building {card.name}"):
+        images.build(card.name)
