@@ -20,6 +20,9 @@ COMMAND_MODULES = (
     "images",
     "check_image",
     "new_model",
+    "status",
+    "resume",
+    "clusters",
 )
 
 

@@ -74,6 +74,13 @@ def sif_check(identity: dict, sif_dir: str | None) -> list[str]:
             f'this run recorded (sha256 {sha})"; exit {SIF_MISMATCH_EXIT}; }}']
 
 
+def shard_task(gencsp: str, run_path: Path, index: int, runtime: str, timeout: float, gpu: bool = False) -> Task:
+    """`gencsp run-shard RUN K` as an array task logging to shards/<k>/slurm-<array>_<index>.log."""
+    command = (f"{gencsp} run-shard {shlex.quote(str(run_path))} {index} --runtime {shlex.quote(runtime)} "
+               f"--timeout {timeout:g}" + (" --gpu" if gpu else ""))
+    return Task(command, log=Path(run_path) / "shards" / f"{index:04d}" / "slurm-%A_%a.log")
+
+
 @dataclass(frozen=True)
 class Plan:
     """What every submission of a run shares (recorded in run.json so that resume repeats it)."""
@@ -103,10 +110,8 @@ class Plan:
         return ShardPolicy(timeout=self.timeout).timeout_for(shard, card)
 
     def task(self, run: Run, shard: Shard, card: ModelCard) -> Task:
-        command = (f"{self.profile.gencsp or self.gencsp} run-shard {shlex.quote(str(run.path))} {shard.index} "
-                   f"--runtime {self.runtime} --timeout {self.timeout_for(shard, card):g}"
-                   + (" --gpu" if self.gpu else ""))
-        return Task(command, log=shard.path / "slurm-%A_%a.log")
+        return shard_task(self.profile.gencsp or self.gencsp, run.path, shard.index, self.runtime,
+                          self.timeout_for(shard, card), self.gpu)
 
     def resources(self, shards: list[Shard], card: ModelCard) -> Resources:
         gpus = self.profile.gpus_per_task if self.gpu or card.resources.gpu == "required" else 0
@@ -265,11 +270,19 @@ class Supervisor:
 
 
 def live_tasks(run: Run, cluster: str | None) -> dict[int, str]:
-    """Shards whose last task is still queued or running: {shard index: task id}."""
+    """Shards whose last task is still queued or running: {shard index: task id}.
+
+    Tasks that ended while nobody followed them (--detach) get their end recorded.
+    """
     latest = {s.index: t["task_id"] for s in run.shards() if (t := last_task(s)) and "ended" not in t}
     if not latest:
         return {}
     queue = queue_states(list(latest.values()), cluster)
+    gone = {index: task_id for index, task_id in latest.items() if task_id not in queue}
+    ended = final_states(list(gone.values()), cluster) if gone else {}
+    for index, task_id in gone.items():
+        shard = Shard(run.path / "shards" / f"{index:04d}")
+        note_end(shard, task_id, ended.get(task_id, FinalState("UNKNOWN")), "ended unfollowed")
     return {index: task_id for index, task_id in latest.items() if task_id in queue}
 
 
