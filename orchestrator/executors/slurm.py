@@ -309,7 +309,11 @@ def start(run: Run, card: ModelCard, plan: Plan, detach: bool = False, progress:
 def make_plan(run: Run, profile: Profile, runtime: str, retries: int = 2, timeout: float | None = None,
               gpu: bool = False) -> Plan:
     runtime = runtime if runtime != "auto" else (profile.runtime or "auto")
-    checks = sif_check(run.info.get("runtime") or {}, profile.sif_dir) if profile.verify_sif else []
+    identity = run.info.get("runtime") or {}
+    checks = sif_check(identity, profile.sif_dir) if profile.verify_sif else []
+    if profile.verify_sif and identity.get("runtime") == "apptainer" and not checks:
+        err.print(f"[yellow]warning:[/] no SIF sha256 recorded ({identity.get('sif')} was not found here): "
+                  "tasks will not check their image; set GENCSP_SIF_DIR before `gencsp bench`", highlight=False)
     return Plan(profile, runtime, retries=retries, timeout=timeout, gpu=gpu, gencsp=default_gencsp(),
                 checks=tuple(checks))
 
