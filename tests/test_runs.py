@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import pandas as pd
 import pytest
@@ -163,3 +164,34 @@ def test_a_killed_write_leaves_no_partial_file(tmp_path):
 def test_run_requires_run_json(tmp_path):
     with pytest.raises(RunError, match="not a run directory"):
         Run(tmp_path)
+
+
+def test_killing_bench_and_running_it_again_gives_identical_results(home, tmp_path):
+    """SIGKILL the whole `gencsp bench` process group mid-run, run the same command again."""
+    import json as _json
+
+    command = [sys.executable, "-m", "orchestrator", "bench", "--model", "random_search", "--dataset", "perov_5",
+               "--limit", "8", "--shard-size", "2", "--runtime", "local", "--run-dir"]
+    reference = subprocess.run([*command, str(tmp_path / "a")], capture_output=True, text=True, timeout=600)
+    assert reference.returncode == 0, reference.stderr
+    proc = subprocess.Popen([*command, str(tmp_path / "b")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    shards = None
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:  # wait until one shard is done and another has started
+        states = [_json.loads(p.read_text())["status"] for p in (tmp_path / "b").glob("*/shards/*/state.json")]
+        if states.count("done") >= 1 and "running" in states:
+            shards = states
+            break
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert shards is not None, "the run never reached a half-finished state"
+    again = subprocess.run([*command, str(tmp_path / "b")], capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and "resuming run" in again.stdout.replace("\n", "")
+    (a,) = (tmp_path / "a").iterdir()
+    (b,) = (tmp_path / "b").iterdir()
+    first = pd.read_parquet(a / "structures.parquet").drop(columns="seconds")
+    second = pd.read_parquet(b / "structures.parquet").drop(columns="seconds")
+    pd.testing.assert_frame_equal(first, second)
+    assert (second["status"] == "accepted").all() and len(second) == 8
