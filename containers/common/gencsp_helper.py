@@ -81,16 +81,24 @@ def derived_seed(seed, target_id, index):
     return int.from_bytes(hashlib.sha256(text).digest()[:4], "big")
 
 
-def read_request(path):
-    """Load and minimally check a request (the orchestrator validated it fully)."""
+def load_json(path, what):
     try:
         with open(path, "r", encoding="utf-8") as handle:
-            request = json.load(handle)
+            return json.load(handle)
     except (OSError, ValueError) as exc:
-        raise ContractError("{}: cannot read request: {}".format(path, exc))
+        raise ContractError("{}: cannot read {}: {}".format(path, what, exc))
+
+
+def check_version(path, request):
     version = str(request.get("contract_version", ""))
     if version.split(".")[0] != CONTRACT_VERSION.split(".")[0]:
         raise ContractError("{}: contract version {!r}, this helper speaks {}".format(path, version, CONTRACT_VERSION))
+
+
+def read_request(path):
+    """Load and minimally check a request (the orchestrator validated it fully)."""
+    request = load_json(path, "request")
+    check_version(path, request)
     for key in ("task", "targets"):
         if key not in request:
             raise ContractError("{}: missing key {!r}".format(path, key))
@@ -332,11 +340,8 @@ def main(sample_fn, model, train_fn=None, argv=None):
 
 
 def read_request_train(path):
-    try:
-        with open(path, "r", encoding="utf-8") as handle:
-            request = json.load(handle)
-    except (OSError, ValueError) as exc:
-        raise ContractError("{}: cannot read train request: {}".format(path, exc))
+    request = load_json(path, "train request")
+    check_version(path, request)
     if "splits" not in request or "train" not in request["splits"]:
         raise ContractError("{}: a train request names splits including 'train'".format(path))
     return request

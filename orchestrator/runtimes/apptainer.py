@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import subprocess
-import time
 from pathlib import Path
 
 from schemas import ModelCard
 
 from .. import paths
-from .base import WORK_IN_CONTAINER, Mount, RunResult
+from .base import WORK_IN_CONTAINER, Mount, RunResult, run_process
 
 # Apptainer's own fatal errors exit 255 (sylog.Fatalf): the container never ran the model.
 APPTAINER_FATAL = 255
@@ -73,20 +70,7 @@ class ApptainerRuntime:
         if not self.sif(card).is_file():
             return RunResult(None, 0.0, f"{self.sif(card)}: no SIF for {card.name}; run `gencsp sif {card.name}` "
                                         "and copy it there (or set GENCSP_SIF_DIR)")
-        start = time.monotonic()
-        with open(log_path, "ab") as log:
-            try:
-                process = subprocess.Popen(self.command(card, argv, mounts, gpu), stdout=log,
-                                           stderr=subprocess.STDOUT, start_new_session=True)
-            except OSError as exc:
-                return RunResult(None, 0.0, f"cannot start {self.binary}: {exc}")
-            try:
-                code = process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-                return RunResult(None, time.monotonic() - start, f"timed out after {timeout:g} s")
-        if code == APPTAINER_FATAL:
-            return RunResult(code, time.monotonic() - start,
-                             f"{self.binary} failed to start the container (exit 255); see {log_path}")
-        return RunResult(code, time.monotonic() - start)
+        result = run_process(self.command(card, argv, mounts, gpu), log_path, timeout)
+        if result.exit_code == APPTAINER_FATAL:
+            result.runtime_failure = f"{self.binary} failed to start the container (exit 255); see {log_path}"
+        return result

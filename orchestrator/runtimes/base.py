@@ -8,6 +8,9 @@ decided once, here, for all runtimes.
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -82,6 +85,27 @@ def run_shard(runtime: Runtime, shard: Shard, card: ModelCard, timeout: float | 
     """`sample /io/request.json /io/out` for one shard, in any runtime."""
     argv = ["sample", REQUEST_IN_CONTAINER, OUT_IN_CONTAINER]
     return runtime.execute(card, argv, shard_mounts(shard, checkpoint), shard.log_path, timeout=timeout, gpu=gpu)
+
+
+def run_process(command: list[str], log_path: Path, timeout: float | None = None,
+                env: dict[str, str] | None = None, cwd: Path | None = None) -> RunResult:
+    """Run a command in its own process group, output appended to the log; killed whole on timeout."""
+    start = time.monotonic()
+    with open(log_path, "ab") as log:
+        try:
+            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd,
+                                       start_new_session=True)
+        except OSError as exc:
+            return RunResult(None, 0.0, f"cannot start {command[0]}: {exc}")
+        try:
+            code = process.wait(timeout=timeout)
+        except BaseException as exc:  # time limit or interruption: never leave the model running
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            if isinstance(exc, subprocess.TimeoutExpired):
+                return RunResult(None, time.monotonic() - start, f"timed out after {timeout:g} s")
+            raise
+    return RunResult(code, time.monotonic() - start)
 
 
 def is_secret(name: str) -> bool:

@@ -9,16 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 from schemas import ModelCard
 
 from .. import paths
-from .base import Mount, RunResult, scrubbed_env
+from .base import Mount, RunResult, run_process, scrubbed_env
 
 
 def translate(path: str, mounts: list[Mount]) -> str:
@@ -61,18 +58,5 @@ class LocalRuntime:
                 timeout: float | None = None, gpu: bool = False) -> RunResult:
         if not self.adapter(card).is_file():
             return RunResult(None, 0.0, f"{self.adapter(card)}: no adapter for model {card.name}")
-        start = time.monotonic()
-        with open(log_path, "ab") as log:
-            process = subprocess.Popen(self.command(card, argv, mounts), stdout=log, stderr=subprocess.STDOUT,
-                                       env=self.env(card, mounts, gpu), cwd=log_path.parent, start_new_session=True)
-            try:
-                code = process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-                return RunResult(None, time.monotonic() - start, f"timed out after {timeout:g} s")
-            except BaseException:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-                raise
-        return RunResult(code, time.monotonic() - start)
+        return run_process(self.command(card, argv, mounts), log_path, timeout, env=self.env(card, mounts, gpu),
+                           cwd=log_path.parent)
