@@ -17,6 +17,8 @@ COMMAND_MODULES = (
     "schemas",
     "bench",
     "run_shard",
+    "train",
+    "realise",
     "images",
     "check_image",
     "new_model",

@@ -1,0 +1,130 @@
+"""Train a model whose authors published no generative checkpoint (cdvae, wyckoff_diffusion).
+
+```
+trains/<model>-<dataset>-<hash>/
+  request.json   the TrainRequest (splits as container paths /data/<dataset>/<split>.csv)
+  out/           /io/out, writable: the model writes its checkpoint (out/model/ by convention)
+  work/          /work, writable scratch
+  log.txt  state.json  train.json (provenance and, at the end, the checkpoint sha256)
+```
+The splits are mounted read-only; the model runs `train /io/request.json /io/out` in any runtime.
+A finished training is never redone: the same command prints the recorded checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from schemas import ModelCard, TrainRequest
+
+from .atomic import write_json, write_text
+from .errors import GencspError
+from .hashing import sha256_file, sha256_json, sha256_tree
+from .runs import State, host_info, library_versions, now
+from .runtimes.base import DATA_IN_CONTAINER, OUT_IN_CONTAINER, REQUEST_IN_CONTAINER, WORK_IN_CONTAINER, Mount
+
+SPLITS = ("train", "val", "test")
+
+
+class TrainError(GencspError):
+    """The model cannot be trained, or its training failed."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that changes the checkpoint. Its hash names the train folder."""
+
+    model: str
+    dataset: str
+    seed: int = 0
+    device: str = "cuda"
+    max_epochs: int | None = None
+    options: dict = field(default_factory=dict)
+
+    def train_id(self) -> str:
+        return f"{self.model}-{self.dataset}-{sha256_json(asdict(self))[:10]}"
+
+
+def trains_dir() -> Path:
+    return Path(os.environ.get("GENCSP_TRAINS", "trains"))
+
+
+def dataset_options(dataset: str) -> dict:
+    """What a trainer needs to know of the dataset beyond its files (kind, property column)."""
+    from . import datasets
+
+    spec = datasets.get(dataset)
+    return {"dataset_kind": spec.kind, "property": spec.default_property}
+
+
+def split_files(dataset: str) -> dict[str, Path]:
+    """Host paths of the splits, fetched and verified (train, val, test where the dataset has them)."""
+    from . import datasets
+
+    spec = datasets.get(dataset)
+    return {split: datasets.fetch(dataset, split, progress=False) for split in SPLITS if split in spec.splits}
+
+
+def train_request(config: TrainConfig, card: ModelCard, splits: dict[str, Path]) -> TrainRequest:
+    options = {**dataset_options(config.dataset), **card.default_options, **config.options}
+    return TrainRequest(dataset=config.dataset, splits={s: f"{DATA_IN_CONTAINER}/{config.dataset}/{s}.csv"
+                                                        for s in splits},
+                        output_dir=OUT_IN_CONTAINER, seed=config.seed, device=config.device,
+                        max_epochs=config.max_epochs, options=options)
+
+
+def mounts(folder: Path, request: TrainRequest, splits: dict[str, Path]) -> list[Mount]:
+    (folder / "out").mkdir(exist_ok=True)
+    (folder / "work").mkdir(exist_ok=True)
+    return [Mount(folder / "request.json", REQUEST_IN_CONTAINER), Mount(folder / "out", OUT_IN_CONTAINER, False),
+            Mount(folder / "work", WORK_IN_CONTAINER, False),
+            *(Mount(splits[s], path) for s, path in request.splits.items())]
+
+
+def checkpoint_path(folder: Path) -> Path | None:
+    """out/model/ when the model wrote one there, else out/ if it holds anything."""
+    out = folder / "out"
+    for candidate in (out / "model", out):
+        if candidate.is_dir() and any(p.is_file() for p in candidate.rglob("*")):
+            return candidate
+    return None
+
+
+def train(config: TrainConfig, card: ModelCard, runtime, root: Path | None = None,
+          timeout: float | None = None) -> dict:
+    """Run (or find) the training for `config`; return its train.json record."""
+    import json
+
+    if not card.trainable:
+        raise TrainError(f"model {card.name} is not trainable (trainable: false in its model.yaml)")
+    folder = (root or trains_dir()) / config.train_id()
+    record_path = folder / "train.json"
+    if record_path.exists():
+        record = json.loads(record_path.read_text())
+        if record.get("state") == State.done:
+            return record
+    splits = split_files(config.dataset)
+    if "train" not in splits:
+        raise TrainError(f"dataset {config.dataset} has no train split")
+    folder.mkdir(parents=True, exist_ok=True)
+    request = train_request(config, card, splits)
+    write_text(folder / "request.json", request.model_dump_json(indent=2, exclude_none=True) + "\n")
+    record = {"train_id": folder.name, "config": asdict(config), "model_card": card.model_dump(mode="json"),
+              "dataset": {name: {"path": str(p), "sha256": sha256_file(p)} for name, p in splits.items()},
+              "runtime": runtime.identity(card), "host": host_info(), "libraries": library_versions(),
+              "started": now(), "state": str(State.running)}
+    write_json(record_path, record)
+    result = runtime.execute(card, ["train", REQUEST_IN_CONTAINER, OUT_IN_CONTAINER], mounts(folder, request, splits),
+                             folder / "log.txt", timeout=timeout, gpu=config.device == "cuda")
+    checkpoint = checkpoint_path(folder)
+    record.update(ended=now(), exit_code=result.exit_code, seconds=round(result.seconds, 3),
+                  runtime_failure=result.runtime_failure)
+    if result.ok and checkpoint is not None:
+        record.update(state=str(State.done), checkpoint={"path": str(checkpoint.resolve()),
+                                                         "sha256": sha256_tree(checkpoint)})
+    else:
+        record.update(state=str(State.failed))
+    write_json(record_path, record)
+    return record
