@@ -141,3 +141,23 @@ def test_slurm_executor_needs_a_profile(home, tmp_path, capsys):
     code = main(["bench", "--model", "random_search", "--dataset", "mini", "--limit", "1", "--runtime", "local",
                  "--executor", "slurm", "--run-dir", str(tmp_path / "runs")])
     assert code == 1 and "needs --profile" in capsys.readouterr().err
+
+
+def test_one_follower_per_run(home, tmp_path):
+    """A second gencsp following the same run would submit its shards twice: it is refused."""
+    import fcntl
+
+    from orchestrator import models
+    from orchestrator.executors import slurm
+    from orchestrator.executors.slurm_array import SlurmError
+    from orchestrator.runs import Run
+
+    assert main(["bench", "--model", "random_search", "--dataset", "mini", "--limit", "1", "--runtime", "local",
+                 "--run-dir", str(tmp_path / "runs")]) == 0
+    run = Run(next((tmp_path / "runs").iterdir()))
+    plan = slurm.make_plan(run, clusters.get("local"), "local")
+    (run.path / "slurm").mkdir()
+    with open(run.path / "slurm" / "follow.lock", "a+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(SlurmError, match="another gencsp is following this run"):
+            slurm.start(run, models.get("random_search"), plan)

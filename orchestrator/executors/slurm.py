@@ -23,8 +23,11 @@ Generic arrays for other stages: `submit_array`, `Task`, `Resources`, `wait` (sl
 from __future__ import annotations
 
 import json
+import os
 import shlex
+import socket
 import sys
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -97,12 +100,6 @@ class Plan:
         data = asdict(self)
         data["profile"], data["checks"] = self.profile.as_dict(), list(self.checks)
         return data
-
-    @classmethod
-    def from_record(cls, data: dict, profile: Profile | None = None) -> Plan:
-        return cls(profile=profile or clusters.from_dict(data["profile"]), runtime=data["runtime"],
-                   retries=data["retries"], timeout=data.get("timeout"), gpu=data.get("gpu", False),
-                   gencsp=data.get("gencsp") or default_gencsp(), checks=tuple(data.get("checks", ())))
 
     def timeout_for(self, shard: Shard, card: ModelCard) -> float:
         from .local import ShardPolicy
@@ -286,10 +283,37 @@ def live_tasks(run: Run, cluster: str | None) -> dict[int, str]:
     return {index: task_id for index, task_id in latest.items() if task_id in queue}
 
 
+@contextmanager
+def only_follower(run: Run):
+    """One gencsp at a time submits and follows a run (two would submit the same shards twice)."""
+    import fcntl
+
+    path = run.path / "slurm" / "follow.lock"
+    path.parent.mkdir(exist_ok=True)
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            raise SlurmError(f"{run.path}: another gencsp is following this run ({handle.read().strip()}); "
+                             "stop it or wait for it") from None
+        except OSError:  # a filesystem without locks: go on unprotected
+            pass
+        handle.truncate(0)
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        handle.flush()
+        yield
+
+
 def start(run: Run, card: ModelCard, plan: Plan, detach: bool = False, progress: bool = True,
           include_failed: bool = True) -> list[dict]:
     """Follow the run's live tasks, submit its other unfinished shards, wait unless `detach`."""
     plan.profile.require()
+    with only_follower(run):
+        return _start(run, card, plan, detach, progress, include_failed)
+
+
+def _start(run: Run, card: ModelCard, plan: Plan, detach: bool, progress: bool, include_failed: bool) -> list[dict]:
     supervisor = Supervisor(run, card, plan)
     live = live_tasks(run, plan.profile.cluster) if any(last_task(s) for s in run.shards()) else {}
     todo = [s for s in run.shards() if s.status != State.done and s.index not in live

@@ -44,9 +44,11 @@ from ..atomic import write_text
 from ..clusters import Profile, ProfileError
 from ..errors import GencspError
 
-# squeue states of a task still in the queue (anything else: it has ended).
-WAITING = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "SUSPENDED", "RESV_DEL_HOLD", "CONFIGURING"}
+# squeue states of a task that runs (others in the queue wait: PENDING, REQUEUED, SUSPENDED...).
 ACTIVE = {"RUNNING", "COMPLETING", "SIGNALING", "STAGE_OUT", "RESIZING", "STOPPED"}
+# squeue may still list a task that has just ended: that task has left the queue.
+ENDED = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "PREEMPTED", "NODE_FAIL", "BOOT_FAIL", "OUT_OF_MEMORY",
+         "DEADLINE", "REVOKED"}
 SAFE_WORD = re.compile(r"[A-Za-z0-9_./:@%+=,-]+")
 PLACEHOLDERS = {"%A": "${SLURM_ARRAY_JOB_ID}", "%a": "${SLURM_ARRAY_TASK_ID}", "%j": "${SLURM_JOB_ID}"}
 
@@ -285,7 +287,7 @@ def queue_states(task_ids, cluster: str | None = None) -> dict[str, QueueEntry]:
     states = {}
     for line in result.stdout.splitlines():
         parts = line.strip().split("|")
-        if len(parts) == 3 and parts[0] in wanted:
+        if len(parts) == 3 and parts[0] in wanted and parts[1] not in ENDED:
             states[parts[0]] = QueueEntry(parts[1], parts[2])
     return states
 
