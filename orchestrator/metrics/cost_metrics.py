@@ -1,0 +1,63 @@
+"""Cost and failures of a model, per REQUESTED sample (failed and rejected samples included).
+
+Wall time (first shard start to last shard end) and compute time summed over
+shards are different numbers and are named apart: on N parallel shards the sum
+is about N times the wall time.
+"""
+
+from __future__ import annotations
+
+from .registry import SKIP, metric
+
+ANY = "any"
+
+
+def _shard_times(run) -> tuple[float | None, float | None]:
+    """(wall seconds, seconds summed over shards) from the shards' state files."""
+    from datetime import datetime
+
+    starts, ends, summed = [], [], 0.0
+    for shard in run.shards():
+        state = shard.state()
+        if state.get("started") and state.get("updated"):
+            starts.append(datetime.fromisoformat(state["started"]))
+            ends.append(datetime.fromisoformat(state["updated"]))
+        summed += float(state.get("seconds") or 0.0)
+    wall = (max(ends) - min(starts)).total_seconds() if starts else None
+    return wall, (summed if starts else None)
+
+
+@metric("failed_fraction", "requested samples without a usable structure (model failure, rejected by "
+        "validation, unsupported target, unreadable CIF) / requested samples", "lower", ANY,
+        {"gencsp": "failed_fraction"})
+def _failed(ctx):
+    if not ctx.n_requested:
+        return float("nan")
+    return float((ctx.gen["input_reason"].notna() | ctx.gen["reason"].notna()).mean())
+
+
+@metric("model_seconds_per_sample", "seconds the model reported for its samples, summed, / requested samples",
+        "lower", ANY, {"gencsp": "model_seconds_per_sample"})
+def _model_seconds(ctx):
+    seconds = ctx.gen["seconds"].astype(float)
+    if ctx.inputs.run is None or seconds.isna().all():
+        return SKIP
+    return float(seconds.fillna(0.0).sum() / ctx.n_requested)
+
+
+@metric("wall_seconds_per_sample", "run wall time (first shard start to last shard end, containers included) / "
+        "requested samples", "lower", ANY, {"gencsp": "wall_seconds_per_sample"})
+def _wall(ctx):
+    if ctx.inputs.run is None:
+        return SKIP
+    wall, _ = ctx.once("shard-times", lambda: _shard_times(ctx.inputs.run))
+    return SKIP if wall is None else wall / ctx.n_requested
+
+
+@metric("summed_seconds_per_sample", "shard run times summed over shards (containers included) / requested "
+        "samples", "lower", ANY, {"gencsp": "summed_seconds_per_sample"})
+def _summed(ctx):
+    if ctx.inputs.run is None:
+        return SKIP
+    _, summed = ctx.once("shard-times", lambda: _shard_times(ctx.inputs.run))
+    return SKIP if summed is None else summed / ctx.n_requested

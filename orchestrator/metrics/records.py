@@ -1,0 +1,152 @@
+"""CIF texts -> per-structure records, through the persistent cache and a process pool.
+
+A text is looked up by its sha256 (no parsing when warm); a miss is parsed in a
+worker, which looks its canonical structure key up again (the same structure
+written differently), and computes the record only if that misses too. The
+parent writes every new record to the cache as its chunk comes back, so an
+interrupted evaluation keeps what it finished.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+
+from .cache import Cache
+from .fingerprints import RecordSettings, parse_usable, record_from_structure, unusable
+from .pool import default_workers
+
+RECORD_VERSION = "1"  # bump when gencsp's own code changes a recorded number
+TRANSIENT = ("timeout", "fingerprint_timeout", "worker_crashed")
+NUMERIC_LIBRARIES = ("pymatgen", "matminer", "smact", "scipy", "numpy", "spglib")
+
+
+def library_versions(names=NUMERIC_LIBRARIES) -> dict[str, str]:
+    versions = {}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def version(settings: RecordSettings) -> str:
+    libraries = ";".join(f"{k}={v}" for k, v in library_versions().items())
+    return f"records-{RECORD_VERSION};symprec={settings.symprec};shared={settings.shared_voronoi};{libraries}"
+
+
+def text_sha(text) -> str:
+    return hashlib.sha256(str(text).encode("utf-8", errors="surrogatepass")).hexdigest()
+
+
+@dataclass
+class Timing:
+    """Wall time of the evaluation and compute time summed over the processes that did it."""
+
+    wall_seconds: float = 0.0
+    compute_seconds: float = 0.0
+    computed: int = 0  # records computed now
+    cached: int = 0  # records read from the cache
+    stages: dict = field(default_factory=dict)
+
+
+# --- worker side -----------------------------------------------------------------
+
+_WORKER: dict = {}
+
+
+def _init_worker(cache_path, cache_version, settings) -> None:
+    import warnings
+
+    warnings.filterwarnings("ignore")  # pymatgen/matminer warn per structure; reasons are recorded instead
+    _WORKER.update(cache=Cache(cache_path, cache_version, readonly=True), settings=settings)
+
+
+def _chunk_records(items: list[tuple[str, str]]) -> tuple[list[tuple[str, str, dict]], float, int]:
+    """(text sha, text) pairs -> (text sha, structure key, record) triples, CPU seconds, cache hits."""
+    from ..structures import StructureError
+
+    start = time.process_time()
+    settings, cache = _WORKER["settings"], _WORKER["cache"]
+    out, parsed = [], []
+    for sha, text in items:
+        try:
+            parsed.append((sha, parse_usable(text, settings)))
+        except StructureError as exc:
+            out.append((sha, f"text:{sha}", unusable(exc.reason, str(exc))))
+        except Exception as exc:  # noqa: BLE001 - never let one text stop the chunk
+            out.append((sha, f"text:{sha}", unusable("parse_error", f"{type(exc).__name__}: {exc}"[:300])))
+    from .fingerprints import structure_key
+
+    keys = {sha: structure_key(s) for sha, s in parsed}
+    known = cache.records(sorted(set(keys.values())))
+    hits = sum(keys[sha] in known for sha, _ in parsed)
+    for sha, structure in parsed:
+        key = keys[sha]
+        if key not in known:
+            try:
+                known[key] = record_from_structure(structure, settings)
+            except Exception as exc:  # noqa: BLE001
+                known[key] = unusable("record_error", f"{type(exc).__name__}: {exc}"[:300]) | {"skey": key}
+        out.append((sha, key, known[key]))
+    return out, time.process_time() - start, hits
+
+
+# --- parent side -----------------------------------------------------------------
+
+
+def compute_records(texts: list, settings: RecordSettings = RecordSettings(), workers: int | None = None,
+                    cache: Cache | None = None, progress: bool = True, label: str = "structures",
+                    timing: Timing | None = None) -> list[dict]:
+    """One record per text (in order); identical texts share one record."""
+    cache = cache or Cache(None, version(settings))
+    timing = timing if timing is not None else Timing()
+    start = time.perf_counter()
+    shas = [text_sha(t) for t in texts]
+    unique = dict(zip(shas, texts, strict=True))
+    skeys = cache.structure_keys(list(unique))
+    found = cache.records(sorted(set(skeys.values())))
+    by_sha = {sha: found[skeys[sha]] for sha in unique if skeys.get(sha) in found}
+    todo = [(sha, str(text)) for sha, text in unique.items() if sha not in by_sha]
+    timing.cached += len(by_sha)
+    if todo:
+        _compute(todo, settings, workers or default_workers(), cache, progress, label, timing, by_sha)
+    timing.wall_seconds += time.perf_counter() - start
+    return [by_sha[sha] for sha in shas]
+
+
+def _compute(todo, settings, workers, cache, progress, label, timing, by_sha) -> None:
+    from .pool import chunked, progress_bar, run_chunks
+
+    with progress_bar(progress) as bar:
+        task = bar.add_task(f"fingerprinting {label}", total=len(todo))
+
+        def on_result(result) -> None:
+            triples, seconds, hits = result
+            cache.put_records([t for t in triples if cacheable(t[2])])
+            for sha, _, record in triples:
+                by_sha[sha] = record
+            timing.compute_seconds += seconds
+            timing.computed += len(triples) - hits
+            timing.cached += hits
+            bar.advance(task, len(triples))
+
+        def on_crash(item) -> None:
+            sha = item[0]
+            on_result(([(sha, f"text:{sha}", unusable("worker_crashed", "the process computing it died"))], 0.0, 0))
+
+        run_chunks(_chunk_records, chunked(todo, workers), workers, on_result, on_crash,
+                   initializer=_init_worker, initargs=(cache.path, cache.version, settings),
+                   before_fork=cache.close)
+
+
+def cacheable(record: dict) -> bool:
+    """Outcomes that depend on the machine's load or luck are computed again next time."""
+    return record["reason"] not in TRANSIENT and record["fp_reason"] not in TRANSIENT
+
+
+def settings_dict(settings: RecordSettings) -> dict:
+    return asdict(settings)
