@@ -1,0 +1,89 @@
+"""`gencsp relax` on a real bench run: CHGNet relaxations, an engine hull, resume, the MP key kept out."""
+
+import gzip
+import json
+
+import pandas as pd
+import pytest
+from pymatgen.core import Composition
+
+from conftest import MIRROR
+from dft import references
+from orchestrator.cli import main
+
+RELAX = ["--steps", "15", "--reference-split", "val", "--element-prototypes", "fcc,dimer"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("relax")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GENCSP_HOME", str(root / "home"))
+        mp.setenv("GENCSP_DATA_MIRROR", str(MIRROR))
+        mp.setenv("GENCSP_RUNS", str(root / "runs"))
+        mp.delenv("MP_API_KEY", raising=False)
+        assert main(["bench", "--model", "replay", "--dataset", "perov_5", "--split", "test", "--task", "generate",
+                     "--num-samples", "3", "--option", "source_split=test", "--runtime", "local"]) == 0
+        path = next((root / "runs").iterdir())
+        assert main(["relax", str(path), *RELAX]) == 0
+        yield path, mp, root
+
+
+def test_relax_writes_relaxations_hull_and_summary(run):
+    path, _, _ = run
+    folder = path / "relax" / "chgnet"
+    table = pd.read_parquet(folder / "stability.parquet")
+    assert len(table) == 3 and set(table["relax_status"]) == {"ok"}
+    assert table["e_above_hull"].notna().all() and table["hull_error"].isna().all()
+    assert set(table["reference"]) == {"chgnet on perov_5/val + elemental prototypes"}
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["samples_requested"] == 3 and summary["relaxed_ok"] == 3
+    assert summary["stable_threshold_ev_per_atom"] == 0.0 and summary["metastable_threshold_ev_per_atom"] == 0.1
+    assert summary["stable_rate"] == pytest.approx((table["e_above_hull"] <= 0).sum() / 3)
+    assert summary["scheme"] == "none (reference computed with the same engine)"
+    assert summary["reference"]["engine"] == "chgnet" and summary["reference"]["failed"] == 0
+    # every element of the samples has an elemental reference in the hull
+    elements = {str(el) for f in table["formula"] for el in Composition(f)}
+    assert elements == set(summary["reference"]["elements"])
+    settings = json.loads((folder / "settings.json").read_text())
+    assert settings["relaxer"]["max_steps"] == 15 and settings["potential"]["version"] == "0.4.2"
+
+
+def test_relax_resumes_without_redoing_finished_parts(run, capsys):
+    path, _, _ = run
+    folder = path / "relax" / "chgnet"
+    before = pd.read_parquet(folder / "relaxed.parquet")
+    stamp = (folder / "parts" / "00000.parquet").stat().st_mtime_ns
+    assert main(["relax", str(path), *RELAX]) == 0
+    assert (folder / "parts" / "00000.parquet").stat().st_mtime_ns == stamp
+    pd.testing.assert_frame_equal(pd.read_parquet(folder / "relaxed.parquet"), before)
+    capsys.readouterr()
+    assert main(["relax", str(path), "--steps", "16", "--reference", "none"]) == 1
+    assert "other settings (max_steps)" in capsys.readouterr().err
+
+
+def test_mp_reference_key_stays_out_of_every_file_and_output(run, capsys):
+    path, mp, root = run
+    secret = "mpkey-9fh3Kx0SECRET"
+    fetched = []
+
+    def fake_fetch(elements, api_key):  # the network boundary: MP is unreachable from here
+        from pymatgen.entries.computed_entries import ComputedEntry
+
+        fetched.append(api_key == secret)
+        return [ComputedEntry(el, -5.0, entry_id=f"mp-{el}") for el in elements], {"database_version": "test"}
+
+    mp.setenv("MP_API_KEY", secret)
+    mp.setattr(references, "mp_fetch", fake_fetch)
+    assert main(["relax", str(path), *RELAX]) == 0  # auto: MP because the key is set
+    assert fetched and all(fetched)
+    output = capsys.readouterr()
+    assert "Materials Project" in output.out and secret not in output.out + output.err
+    summary = json.loads((path / "relax" / "chgnet" / "summary.json").read_text())
+    assert summary["reference"]["source"] == "mp-api"
+    assert summary["scheme"] == "MP2020 in the training targets of the potential, not applied again"
+    for file in root.rglob("*"):
+        if file.is_file():
+            data = file.read_bytes()
+            data = gzip.decompress(data) if file.suffix == ".gz" else data
+            assert secret.encode() not in data, file
