@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "resume",
     "clusters",
     "evaluate",
+    "relax",
 )
 
 
