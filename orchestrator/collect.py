@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .atomic import write_parquet
 from .runs import Run, Shard, State
-from .validate import COLUMNS, REJECTED
+from .validate import COLUMNS, REJECTED, typed
 
 RUN_TABLE = "structures.parquet"
 
@@ -12,7 +12,7 @@ RUN_TABLE = "structures.parquet"
 def _frame(rows: list[dict]):
     import pandas as pd
 
-    return pd.DataFrame(rows, columns=["shard", *COLUMNS])
+    return typed(pd.DataFrame(rows, columns=["shard", *COLUMNS]))
 
 
 def rejected_rows(pairs, reason: str, message: str, shard: int | None) -> list[dict]:
@@ -30,7 +30,7 @@ def shard_frame(shard: Shard):
     import pandas as pd
 
     if shard.table_path.exists():
-        return pd.read_parquet(shard.table_path)
+        return typed(pd.read_parquet(shard.table_path))
     state = shard.state()
     if state["status"] == State.failed:
         reason, message = "shard_failed", state.get("error") or "the shard failed"

@@ -28,6 +28,17 @@ COLUMNS = (
 )
 
 
+# Fixed column types, so that tables of different shards concatenate without guessing.
+DTYPES = {"shard": "Int64", "sample_index": "int64", "seconds": "float64", "num_atoms": "Int64",
+          "num_elements": "Int64", "volume": "float64", "composition_match": "boolean",
+          "num_atoms_match": "boolean"}
+
+
+def typed(frame):
+    """`frame` with the columns of DTYPES cast (text columns stay objects)."""
+    return frame.astype({c: t for c, t in DTYPES.items() if c in frame.columns})
+
+
 class ManifestError(GencspError):
     """The manifest is missing, unreadable or breaks the schema: the whole shard is unusable."""
 
@@ -48,7 +59,7 @@ class Report:
     def frame(self):
         import pandas as pd
 
-        return pd.DataFrame(self.rows, columns=list(COLUMNS))
+        return typed(pd.DataFrame(self.rows, columns=list(COLUMNS)))
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}

@@ -9,17 +9,19 @@ import time
 import pytest
 from test_adapter_common import CONTAINERS, SEED_MODELS
 
+FETCH = CONTAINERS / "common" / "fetch_upstream.sh"
+
 
 def fetch_step(dockerfile: str) -> str:
-    """The shell of the `RUN set -eu; url=...` instruction, joined as Docker joins continued lines."""
+    """The shell of the `RUN gencsp-fetch-upstream ...` instruction, joined as Docker joins continued lines."""
     lines = dockerfile.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("RUN set -eu; url="))
+    start = next(i for i, line in enumerate(lines) if line.startswith("RUN gencsp-fetch-upstream "))
     body = []
     for line in lines[start:]:
         body.append(line.rstrip("\\").rstrip())
         if not line.endswith("\\"):
             break
-    return " ".join(body)[len("RUN "):]
+    return " ".join(body)[len("RUN "):].replace("gencsp-fetch-upstream", f"sh {FETCH}", 1)
 
 
 @pytest.mark.parametrize("model", SEED_MODELS)

@@ -49,6 +49,12 @@ def register(sub) -> None:
     parser.add_argument("--workers", type=int, default=1, help="local: shards run at once")
     parser.add_argument("--retries", type=int, default=2)
     parser.add_argument("--timeout", type=float, help="seconds per shard (default: from the model card)")
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE",
+                        help="slurm: override a cluster profile value for this run (repeatable)")
+    parser.add_argument("--metrics-profile", default="gencsp", choices=("gencsp", "cdvae", "diffcsp"),
+                        help="metric definitions (default gencsp: reference and corrected numbers side by side)")
+    parser.add_argument("--eval-workers", type=int, help="processes for the metrics (default: all cores)")
+    parser.add_argument("--no-evaluate", action="store_true", help="stop after validation and collection")
     parser.add_argument("--build-missing", action="store_true",
                         help="docker: build the model's image first if it is not built (never pulled)")
     parser.set_defaults(func=cmd_bench)
@@ -86,14 +92,40 @@ def cmd_bench(args) -> int:
     run.update_info(runtime=runtime.identity(card), executor=args.executor)
     policy = ShardPolicy(retries=args.retries, timeout=args.timeout, gpu=args.device == "cuda",
                          checkpoint=Path(config.checkpoint) if config.checkpoint else None)
-    options = ExecutorOptions(workers=args.workers, profile=args.profile, detach=args.detach)
+    options = ExecutorOptions(workers=args.workers, profile=args.profile, detach=args.detach,
+                              extra={"profile_overrides": profile_overrides(args.set)})
     get_executor(args.executor).execute(run, card, runtime.name, policy, options)
     if args.detach:
         out.print(f"submitted; follow with `gencsp status {run.path}`", highlight=False)
         return 0
     frame = collect(run)
     print_summary(run, frame)
+    evaluate_stage(run, card, args)
     return 0
+
+
+def profile_overrides(pairs: list[str] | None) -> dict:
+    if not pairs:
+        return {}
+    from ..clusters import parse_overrides
+
+    return parse_overrides(pairs)
+
+
+def evaluate_stage(run, card, args) -> dict | None:
+    """Realise symmetry-only samples (one shared, recorded stage), then compute the metrics."""
+    if card.output == "wyckoff":
+        from ..realise import RealisationSettings, realise_run
+
+        realise_run(run, RealisationSettings(seed=run.config.seed), progress=True)
+    if args.no_evaluate:
+        return None
+    from ..metrics import evaluate_run
+    from ..summary import print_metrics
+
+    metrics = evaluate_run(run.path, profile=args.metrics_profile, workers=args.eval_workers, seed=run.config.seed)
+    print_metrics(run, metrics)
+    return metrics
 
 
 def ensure_image(card) -> None:

@@ -19,8 +19,12 @@ def cmd_list(args) -> int:
         notes = []
         if limits.space_groups:
             notes.append(f"{len(limits.space_groups)} space groups")
-        if limits.max_elements:
-            notes.append(f"<= {limits.max_elements} elements")
+        if limits.min_elements and limits.min_elements == limits.max_elements:
+            notes.append(f"exactly {limits.max_elements} elements")
+        elif limits.min_elements or limits.max_elements:
+            notes.append(f"{limits.min_elements or 1}-{limits.max_elements or 'any'} elements")
+        if limits.elements:
+            notes.append(f"{len(limits.elements)}-element vocabulary")
         if limits.max_atoms:
             notes.append(f"<= {limits.max_atoms} atoms")
         rows.append([
@@ -29,6 +33,9 @@ def cmd_list(args) -> int:
             "public" if card.checkpoint and card.checkpoint.public else ("train" if card.trainable else "-"),
             "; ".join(notes) or "-", card.licence,
         ])
-    out.print(table("models", ["name", "family", "tasks", "output", "oracle needed", "GPU", "weights",
-                               "limits", "licence"], rows))
+    models_table = table("models", ["name", "family", "tasks", "output", "oracle needed", "GPU", "weights",
+                                     "limits", "licence"], rows)
+    for column in models_table.columns:
+        column.overflow = "fold"  # long licences and limits wrap instead of being cut
+    out.print(models_table)
     return 0

@@ -36,7 +36,7 @@ class ShardPolicy:
 def process_shard(shard: Shard, runtime: Runtime, card: ModelCard, policy: ShardPolicy) -> dict:
     """Run one shard from a clean output folder, validate what it wrote, and record the outcome."""
     shard.reset_output()
-    shard.set_state(State.running, runtime=runtime.name)
+    shard.set_state(State.running, runtime=runtime.name, **slurm_task())
     result = run_shard(runtime, shard, card, timeout=policy.timeout_for(shard, card), gpu=policy.gpu,
                        checkpoint=policy.checkpoint)
     outcome = {"exit_code": result.exit_code, "seconds": round(result.seconds, 3),
@@ -56,6 +56,14 @@ def process_shard(shard: Shard, runtime: Runtime, card: ModelCard, policy: Shard
     shard.set_state(status, counts=report.counts(), warnings=report.warnings, error=error,
                     log_tail=log_tail(shard.log_path) if result.exit_code else None, **outcome)
     return shard.state()
+
+
+def slurm_task() -> dict:
+    """The SLURM array task running this shard, if any (recorded in the shard's state)."""
+    import os
+
+    job, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    return {"slurm_task": f"{job}_{task}"} if job and task else {}
 
 
 def runnable(run: Run, policy: ShardPolicy) -> list[Shard]:
