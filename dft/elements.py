@@ -5,6 +5,12 @@ Without a database of elemental ground states here, each element is tried in a f
 prototypes (fcc, bcc, hcp, diamond, simple cubic; a dimer in a box for the diatomic
 gases) and the lowest relaxed energy per atom is its reference. Starting cells put
 nearest neighbours at twice the element's atomic radius; the relaxation does the rest.
+A dimer relaxes its positions only: relaxing the box would collapse the vacuum.
+
+`ground` picks the one prototype closest to each element's ground state where that is a
+simple lattice (the cheap choice for DFT); other elements get every prototype. These
+are references of the same engine, not the real phases: α-Mn, Ga, B, P, S... have
+complex ground states that the prototypes only bound from above.
 """
 
 from __future__ import annotations
@@ -13,6 +19,13 @@ import math
 
 PROTOTYPES = ("fcc", "bcc", "hcp", "diamond", "sc", "dimer")
 DIATOMIC = frozenset({"H", "N", "O", "F", "Cl", "Br", "I"})
+GROUND = {
+    "bcc": "Li Na K Rb Cs Ba V Cr Fe Nb Mo Ta W Eu",
+    "fcc": "Al Ca Sr Ni Cu Rh Pd Ag Ir Pt Au Pb Ce Yb Th Ne Ar Kr Xe Ac",
+    "hcp": "Be Mg Sc Ti Co Zn Y Zr Tc Ru Cd Hf Re Os Tl La Pr Nd Sm Gd Tb Dy Ho Er Tm Lu",
+    "diamond": "C Si Ge Sn",
+}
+GROUND_OF = {el: kind for kind, names in GROUND.items() for el in names.split()}
 DIMER_BOX = 8.0  # A: periodic images of the dimer 6-7 A apart, past the cutoffs of the MLIPs in use
 
 
@@ -50,5 +63,17 @@ def prototype(element: str, kind: str):
 
 
 def prototypes_for(element: str, kinds: tuple[str, ...] = PROTOTYPES) -> dict[str, object]:
-    """The prototypes tried for `element`: dimers only for the diatomic gases."""
+    """The prototypes tried for `element` (`kinds` may be ("ground",)): dimers only for diatomic gases."""
+    if tuple(kinds) == ("ground",):
+        if element in DIATOMIC:
+            kinds = ("dimer",)
+        elif element in GROUND_OF:
+            kinds = (GROUND_OF[element],)
+        else:
+            kinds = PROTOTYPES
     return {kind: prototype(element, kind) for kind in kinds if kind != "dimer" or element in DIATOMIC}
+
+
+def relaxes_cell(key: str) -> bool:
+    """Reference keys `element:<El>:<kind>`: a molecule in a box keeps its box."""
+    return not key.endswith(":dimer")

@@ -83,12 +83,15 @@ def _attach(atoms, energy: float, forces, stress) -> None:
 
 
 def relax_batch(atoms_list: Sequence, evaluate: Evaluate, fmax: float, max_steps: int,
-                settings: FireSettings = FireSettings()) -> list[Outcome]:
-    """Relax every Atoms of `atoms_list` in place (cell and positions)."""
+                settings: FireSettings = FireSettings(), relax_cell: Sequence[bool] | None = None) -> list[Outcome]:
+    """Relax every Atoms of `atoms_list` in place: cell and positions, or positions only where
+    `relax_cell[i]` is False (the Atoms itself is then what FIRE moves)."""
     from ase.filters import FrechetCellFilter
 
+    cells = relax_cell if relax_cell is not None else [True] * len(atoms_list)
     outcomes = [Outcome() for _ in atoms_list]
-    states = {i: _State(FrechetCellFilter(a), dt=settings.dt, a=settings.astart) for i, a in enumerate(atoms_list)}
+    states = {i: _State(FrechetCellFilter(a) if cell else a, dt=settings.dt, a=settings.astart)
+              for i, (a, cell) in enumerate(zip(atoms_list, cells, strict=True))}
     while states:
         active = list(states)
         results = evaluate([atoms_list[i] for i in active])

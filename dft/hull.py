@@ -12,6 +12,7 @@ Anything else (e.g. GPAW energies against MP) is refused with a clear error.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 
@@ -80,7 +81,8 @@ def mp2020(entries: list) -> list:
 
 
 def candidates_from_relaxations(frame, with_mp_parameters: bool = False) -> list[Candidate]:
-    """Candidates from relaxation records (dft/records.py columns): the relaxed structure and energy."""
+    """Candidates from relaxation records (dft/records.py columns): the engine's entry when it gave one
+    (VASP), else the relaxed structure and energy (with MPRelaxSet parameters for MP2020 if asked)."""
     from pymatgen.entries.computed_entries import ComputedStructureEntry
 
     from orchestrator.structures import parse_cif
@@ -92,6 +94,10 @@ def candidates_from_relaxations(frame, with_mp_parameters: bool = False) -> list
                                         f"not relaxed: {row.error or 'no energy'}"))
             continue
         try:
+            if isinstance(getattr(row, "entry", None), str):  # DFT: the engine's own entry and parameters
+                entry = ComputedStructureEntry.from_dict(json.loads(row.entry))
+                candidates.append(Candidate(row.target_id, int(row.sample_index), entry))
+                continue
             structure = parse_cif(row.cif_relaxed)
             parameters = mp_parameters(structure) if with_mp_parameters else {}
             entry = ComputedStructureEntry(structure, float(row.energy), parameters=parameters,

@@ -30,6 +30,7 @@ class Item:
     target_id: str
     sample_index: int
     structure: object
+    relax_cell: bool = True  # False: positions only (a molecule in its box)
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,8 @@ class MLIPRelaxer:
                 slots.append(i)
             except Exception as exc:  # noqa: BLE001 - recorded per structure
                 records[i].error = short_error(exc)
-        outcomes = relax_batch(atoms, potential.evaluate, self.fmax, self.max_steps) if atoms else []
+        cells = [batch[i].relax_cell for i in slots]
+        outcomes = relax_batch(atoms, potential.evaluate, self.fmax, self.max_steps, relax_cell=cells) if atoms else []
         for i, relaxed_atoms, outcome in zip(slots, atoms, outcomes, strict=True):
             _fill(records[i], initial[i], relaxed_atoms, outcome)
         share = (time.perf_counter() - started) / max(1, len(batch))

@@ -30,6 +30,7 @@ class RelaxRecord:
     rmsd: float = math.nan  # StructureMatcher RMS between initial and relaxed (see relax_rmsd)
     seconds: float = 0.0
     cif_relaxed: str | None = None
+    entry: str | None = None  # JSON of a pymatgen ComputedStructureEntry with the engine's parameters (DFT)
 
     def row(self) -> dict:
         return asdict(self)
@@ -63,3 +64,22 @@ def relax_rmsd(initial, relaxed) -> float:
 def short_error(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0][:300]}" if text else type(exc).__name__
+
+
+def dft_record(target_id: str, sample_index: int, engine: str, initial, final, e_initial: float, energy: float,
+               steps: int, converged: bool, seconds: float, entry=None) -> RelaxRecord:
+    """A finished DFT relaxation as a record (total energies in eV in, per atom in the record)."""
+    import json
+
+    from orchestrator.structures import cif_text
+
+    n = len(final)
+    record = RelaxRecord(target_id, sample_index, engine, status=OK, formula=final.composition.reduced_formula,
+                         num_atoms=n, e_initial=e_initial / n, e_final=energy / n, energy=energy, steps=steps,
+                         converged=converged, seconds=seconds, cif_relaxed=cif_text(final),
+                         entry=json.dumps(entry.as_dict()) if entry is not None else None)
+    try:
+        record.rmsd = relax_rmsd(initial, final)
+    except Exception as exc:  # noqa: BLE001 - the energy stands even if the matcher fails
+        record.error = f"rmsd: {short_error(exc)}"
+    return record

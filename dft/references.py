@@ -183,7 +183,7 @@ def from_engine(relaxer, structures: dict[str, object], elements: set[str], labe
     """Relax `structures` ({id: Structure}) and elemental prototypes with `relaxer`; cached per structure."""
     from orchestrator.hashing import sha256_json
 
-    from .elements import PROTOTYPES, prototypes_for
+    from .elements import PROTOTYPES, prototypes_for, relaxes_cell
     from .mlip import Item
 
     todo = dict(structures)
@@ -203,7 +203,7 @@ def from_engine(relaxer, structures: dict[str, object], elements: set[str], labe
     if missing:
         from orchestrator.atomic import write_json
 
-        records = relaxer.relax([Item(key, 0, s) for key, s, _ in missing], potential)
+        records = relaxer.relax([Item(key, 0, s, relaxes_cell(key)) for key, s, _ in missing], potential)
         for (key, _, path), record in zip(missing, records, strict=True):
             found[key] = record.row()
             write_json(path, found[key])
@@ -212,14 +212,14 @@ def from_engine(relaxer, structures: dict[str, object], elements: set[str], labe
         if row["status"] != "ok":
             failed += 1
             continue
-        entries.append(_entry(row, key))
+        entries.append(entry_from_record(row, key))
     return Reference(f"engine:{relaxer.engine}", f"{relaxer.engine} on {label} + elemental prototypes", entries,
                      {"source": "engine", "engine": relaxer.engine, "settings": relaxer.settings(),
                       "structures": len(structures), "elements": sorted(elements), "failed": failed,
                       "scheme": "none (same engine as the candidates)", "cache": str(cache)})
 
 
-def _entry(row: dict, entry_id: str):
+def entry_from_record(row: dict, entry_id: str):
     from pymatgen.entries.computed_entries import ComputedStructureEntry
 
     from orchestrator.structures import parse_cif

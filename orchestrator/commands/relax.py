@@ -62,7 +62,7 @@ def cmd_relax(args) -> int:
     spec(args.engine)  # an unknown name fails before any work
     plan = RelaxPlan(workers=args.workers, chunk_size=args.chunk_size, threads=args.threads, restart=args.restart)
     run_samples = samples(run.path)
-    with _progress(int((run_samples["status"] == "accepted").sum())) as advance:
+    with progress_bar(int((run_samples["status"] == "accepted").sum()), "relaxing") as advance:
         relaxed, timing = relax_samples(run.path, relaxer, plan, progress=advance)
 
     def engine_reference(pool, elements, label, prototypes):
@@ -88,11 +88,11 @@ def _fmt(value) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-class _progress:
-    """A rich progress bar over structures (stderr), as a context manager yielding `advance(n)`."""
+class progress_bar:
+    """A rich progress bar (stderr), as a context manager yielding `advance(n)`."""
 
-    def __init__(self, total: int):
-        self.total = total
+    def __init__(self, total: int, label: str):
+        self.total, self.label = total, label
 
     def __enter__(self):
         from rich.progress import Progress
@@ -101,7 +101,7 @@ class _progress:
 
         self.bar = Progress(console=err, transient=True)
         self.bar.start()
-        task = self.bar.add_task("relaxing", total=self.total)
+        task = self.bar.add_task(self.label, total=self.total)
         return lambda n: self.bar.advance(task, n)
 
     def __exit__(self, *exc):
