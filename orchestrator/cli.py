@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "clusters",
     "evaluate",
     "relax",
+    "dft",
 )
 
 
