@@ -26,6 +26,8 @@ COMMAND_MODULES = (
     "resume",
     "clusters",
     "evaluate",
+    "leaderboard",
+    "report",
     "relax",
     "dft",
 )
