@@ -127,6 +127,7 @@ class DftFolder:
         path = self.path / "settings.json"
         if path.is_file():
             previous = json.loads(path.read_text())["settings"]
+            settings = json.loads(json.dumps(settings))  # as stored: tuples are lists in JSON
             if previous != settings:
                 changed = sorted(k for k in set(previous) | set(settings) if previous.get(k) != settings.get(k))
                 raise TaskError(f"{self.path} holds {engine} tasks made with other settings "
@@ -137,7 +138,9 @@ class DftFolder:
         from orchestrator.structures import parse_cif
 
         self.check_settings(maker.name, maker.settings())
-        write_json(self.path / "settings.json", {"engine": maker.name, "settings": maker.settings()})
+        settings = self.path / "settings.json"
+        if not settings.is_file():
+            write_json(settings, {"engine": maker.name, "settings": maker.settings(), "versions": maker.versions()})
         existing = self.tasks()
         known = {spec.key for _, spec in existing}
         number = max((int(p.name) for p, _ in existing), default=-1) + 1

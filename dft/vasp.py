@@ -135,6 +135,12 @@ class VaspMaker:
     def finished(self, directory: Path) -> bool:
         return _first_file(directory, VASPRUNS) is not None
 
+    def versions(self) -> dict:
+        """What wrote the inputs (VASP's own version is in each vasprun.xml)."""
+        from importlib import metadata
+
+        return {name: metadata.version(name) for name in ("pymatgen", "custodian")}
+
     def parse(self, directory: Path, target_id: str, sample_index: int) -> RelaxRecord:
         final_path = _first_file(directory, VASPRUNS)
         if final_path is None:
