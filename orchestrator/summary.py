@@ -30,11 +30,3 @@ def print_summary(run: Run, frame) -> dict:
     out.print(table(run.info["run_id"], ["samples", "value"], rows))
     return summary
 
-
-def print_metrics(run: Run, metrics: dict) -> None:
-    """Every metric of the run, as written to metrics/summary.json."""
-    from .console import out, table
-
-    rows = [[name, f"{value:.4g}" if isinstance(value, float) else value] for name, value in metrics.items()]
-    out.print(table(f"metrics of {run.info['run_id']} ({run.path / 'metrics' / 'summary.json'})",
-                    ["metric", "value"], rows))

@@ -120,11 +120,11 @@ def evaluate_stage(run, card, args) -> dict | None:
         realise_run(run, RealisationSettings(seed=run.config.seed), progress=True)
     if args.no_evaluate:
         return None
+    from ..leaderboard import print_run_row
     from ..metrics import evaluate_run
-    from ..summary import print_metrics
 
     metrics = evaluate_run(run.path, profile=args.metrics_profile, workers=args.eval_workers, seed=run.config.seed)
-    print_metrics(run, metrics)
+    print_run_row(run.path)
     return metrics
 
 
