@@ -38,6 +38,16 @@ def record_frame(records: list[dict]):
     return pd.DataFrame([{k: v for k, v in r.items() if k not in ARRAYS} for r in records])
 
 
+def _column(frame, name: str, missing):
+    """A record column as bool or float, `missing` where a record has no value (unreadable structure)."""
+    import pandas as pd
+
+    kind = bool if isinstance(missing, bool) else float
+    if name not in frame:
+        return pd.Series(missing, index=frame.index, dtype=kind)
+    return frame[name].map(lambda v: missing if v is None or v != v else v).astype(kind)
+
+
 def validity_frame(frame, mode: str):
     """constructed, comp_valid, struct_valid, valid for each record row under a profile's rules."""
     import numpy as np
@@ -46,17 +56,14 @@ def validity_frame(frame, mode: str):
     from .validity import MIN_VOLUME, composition_valid, structure_valid
 
     parsed = frame["reason"].isna()
-    non_finite = frame.get("non_finite", pd.Series(False, index=frame.index)).fillna(False).astype(bool)
-    det_ok = frame.get("det_ok", pd.Series(False, index=frame.index)).fillna(False).astype(bool)
-    volume = frame.get("volume", pd.Series(np.nan, index=frame.index)).astype(float)
+    non_finite, det_ok = _column(frame, "non_finite", False), _column(frame, "det_ok", False)
+    volume, min_dist = _column(frame, "volume", np.nan), _column(frame, "min_dist", np.nan)
     # NaN volume: `volume < 0.1` is False, so CDVAE counts the cell as constructed
     constructed = parsed & det_ok & ~(volume < MIN_VOLUME)
     if mode != "cdvae":
         constructed &= ~non_finite
-    min_dist = frame.get("min_dist", pd.Series(np.nan, index=frame.index)).astype(float)
     struct_valid = [structure_valid(c, d, v) for c, d, v in zip(constructed, min_dist, volume, strict=True)]
-    smact = frame.get("smact_valid", pd.Series(False, index=frame.index)).fillna(False).astype(bool)
-    combos = frame.get("smact_combinations", pd.Series(0.0, index=frame.index)).fillna(0.0)
+    smact, combos = _column(frame, "smact_valid", False), _column(frame, "smact_combinations", 0.0)
     comp_valid = [parsed_ok and composition_valid(s, c, mode)
                   for parsed_ok, s, c in zip(parsed, smact, combos, strict=True)]
     fingerprinted = frame["fp_reason"].isna()

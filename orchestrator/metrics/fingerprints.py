@@ -8,18 +8,26 @@ and left out of coverage).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
-import time
+import signal
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
 
-from ..structures import StructureError, parse_cif, time_limit
+from ..structures import StructureError, parse_cif
 from . import crystalnn
 from .validity import MIN_DISTANCE, MIN_VOLUME, min_distance, smact_valid
 
 SCALER_FILE = "cdvae_magpie_scaler.json"
+# CrystalNN tessellates every atom image within 7 A of a site. A cell so dense that a sphere
+# would hold more than this many images (150 times a normal solid; only a degenerate, near
+# zero-volume cell gets there) is not fingerprinted: the neighbour search would run out of
+# memory or time inside C code, where no time limit can stop it. Such a cell is never valid.
+MAX_SPHERE_IMAGES = 20_000
 
 
 @dataclass(frozen=True)
@@ -28,6 +36,29 @@ class RecordSettings:
     shared_voronoi: bool = True  # one tessellation per structure (crystalnn.py); False: matminer's own path
     parse_seconds: float = 10.0
     fingerprint_seconds: float = 300.0  # a structure whose CrystalNN fingerprint takes longer is invalid
+
+
+class FingerprintTimeout(BaseException):
+    """Raised by `deadline`; a BaseException so that no library's `except Exception` swallows it."""
+
+
+@contextlib.contextmanager
+def deadline(seconds: float | None) -> Iterator[None]:
+    """Raise FingerprintTimeout after `seconds` (SIGALRM: only in a main thread, else no limit)."""
+    if not seconds or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(signum, frame):
+        raise FingerprintTimeout()
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 @functools.lru_cache(maxsize=1)
@@ -99,8 +130,11 @@ def _geometry(structure) -> dict:
 
 
 def _spacegroup(structure, symprec: float) -> int | None:
+    import os
+
     from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
+    os.environ.setdefault("SPGLIB_WARNING", "OFF")  # spglib prints from C for every odd cell
     try:
         return int(SpacegroupAnalyzer(structure, symprec=symprec).get_space_group_number())
     except Exception:  # noqa: BLE001 - spglib gives up on some cells
@@ -112,17 +146,20 @@ def _fingerprints(structure, record: dict, settings: RecordSettings) -> None:
     if record["non_finite"] or not record["det_ok"]:
         record["fp_reason"] = "non_finite" if record["non_finite"] else "bad_lattice"
         return
-    start = time.perf_counter()
+    images = record["num_atoms"] / record["volume"] * 4 / 3 * math.pi * crystalnn.SEARCH_CUTOFF**3
+    if images > MAX_SPHERE_IMAGES:
+        record.update(fp_reason="too_dense", fp_message=f"about {images:.3g} atom images within "
+                      f"{crystalnn.SEARCH_CUTOFF} A of a site (limit {MAX_SPHERE_IMAGES})")
+        return
     try:
         record["comp_fp"] = magpie().featurize(structure.composition)
-        with time_limit(settings.fingerprint_seconds):
+        with deadline(settings.fingerprint_seconds):
             record["struct_fp"] = crystalnn.structure_fingerprint(structure, settings.shared_voronoi)
-    except StructureError:
-        record.update(comp_fp=None, fp_reason="fingerprint_timeout",
+    except FingerprintTimeout:
+        record.update(comp_fp=None, struct_fp=None, fp_reason="fingerprint_timeout",
                       fp_message=f"CrystalNN took more than {settings.fingerprint_seconds:g} s")
     except Exception as exc:  # noqa: BLE001 - any featurizer failure makes the crystal invalid (CDVAE)
         record.update(comp_fp=None, fp_reason="fingerprint_error", fp_message=f"{type(exc).__name__}: {exc}"[:300])
-    record["fp_seconds"] = round(time.perf_counter() - start, 4)
 
 
 def record_from_structure(structure, settings: RecordSettings = RecordSettings()) -> dict:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from importlib import metadata
 
 from .cache import Cache
@@ -50,7 +50,6 @@ class Timing:
     compute_seconds: float = 0.0
     computed: int = 0  # records computed now
     cached: int = 0  # records read from the cache
-    stages: dict = field(default_factory=dict)
 
 
 # --- worker side -----------------------------------------------------------------
@@ -59,14 +58,21 @@ _WORKER: dict = {}
 
 
 def _init_worker(cache_path, cache_version, settings) -> None:
-    import warnings
-
-    warnings.filterwarnings("ignore")  # pymatgen/matminer warn per structure; reasons are recorded instead
+    if "cache" in _WORKER:  # in-process runs initialise again for every evaluation
+        _WORKER["cache"].close()
     _WORKER.update(cache=Cache(cache_path, cache_version, readonly=True), settings=settings)
 
 
 def _chunk_records(items: list[tuple[str, str]]) -> tuple[list[tuple[str, str, dict]], float, int]:
     """(text sha, text) pairs -> (text sha, structure key, record) triples, CPU seconds, cache hits."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pymatgen/matminer warn per structure; records keep the reasons
+        return _records_of(items)
+
+
+def _records_of(items: list[tuple[str, str]]) -> tuple[list[tuple[str, str, dict]], float, int]:
     from ..structures import StructureError
 
     start = time.process_time()
