@@ -29,13 +29,17 @@ class Settings:
     records: RecordSettings = field(default_factory=RecordSettings)
 
 
+RECORD_COLUMNS = ("skey", "reason", "message", "formula", "composition", "symbols", "counts", "num_atoms",
+                  "num_elems", "smact_valid", "smact_combinations", "smact_reason", "non_finite", "det_ok",
+                  "volume", "min_dist", "density", "fp_reason", "fp_message", "spacegroup")
+
+
 def record_frame(records: list[dict]):
-    """Records -> a DataFrame of their scalars (arrays stay in the records)."""
+    """Records -> a DataFrame of their scalars (arrays stay in the records); a column for every
+    field even when no record has it (every structure unreadable)."""
     import pandas as pd
 
-    from .cache import ARRAYS
-
-    return pd.DataFrame([{k: v for k, v in r.items() if k not in ARRAYS} for r in records])
+    return pd.DataFrame([{k: r.get(k) for k in RECORD_COLUMNS} for r in records], columns=list(RECORD_COLUMNS))
 
 
 def _column(frame, name: str, missing):
