@@ -230,7 +230,8 @@ def memory(args) -> None:
         warnings.simplefilter("ignore")
         for i in range(args.memory):
             s = Structure.from_str(val["cif"].iloc[i % len(val)], fmt="cif")
-            s.translate_sites(list(range(len(s))), rng.normal(0, 0.01, (len(s), 3)), frac_coords=False)
+            for j, shift in enumerate(rng.normal(0, 0.01, (len(s), 3))):
+                s.translate_sites([j], shift, frac_coords=False)
             texts.append(cif_text(s))
     pd.DataFrame({"cif": texts}).to_csv(tmp / "generated.csv", index=False)
     ref_csv = write_split(test, tmp / "reference.csv")
