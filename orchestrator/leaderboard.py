@@ -182,9 +182,9 @@ def load_entry(path) -> Entry:
     path = Path(path)
     if not (path / RUN_JSON).is_file():
         raise LeaderboardError(f"{path}: not a run directory (no {RUN_JSON})")
-    metrics = path / "metrics"
-    summary = _read_json(metrics / "summary.json") if (metrics / "summary.json").is_file() else None
-    provenance = _read_json(metrics / "provenance.json") if summary and (metrics / "provenance.json").is_file() else {}
+    summary_path, provenance_path = path / "metrics" / "summary.json", path / "metrics" / "provenance.json"
+    summary = _read_json(summary_path) if summary_path.is_file() else None
+    provenance = _read_json(provenance_path) if summary is not None and provenance_path.is_file() else {}
     return Entry(path, _read_json(path / RUN_JSON), summary, provenance)
 
 
@@ -193,7 +193,8 @@ def find_runs(root) -> list[Path]:
     root = Path(root)
     if not root.is_dir():
         raise LeaderboardError(f"{root}: no such runs folder")
-    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and (p / RUN_JSON).is_file())
+    return sorted(p for p in root.iterdir()
+                  if p.is_dir() and not p.name.startswith(".") and (p / RUN_JSON).is_file())
 
 
 def load_entries(paths, task: str | None = None) -> list[Entry]:
@@ -288,8 +289,8 @@ def as_latex(entries: list[Entry]) -> str:
     for task in tasks_of(entries):
         headers, table = rows(entries, task)
         caption = "; ".join(f"{name}: {text}" for name, text in legend(task))
-        parts += [r"\begin{table}", r"\centering", r"\small",
-                  r"\begin{tabular}{" + "l" * len(TABLE_IDENTITY) + "r" * (len(headers) - len(TABLE_IDENTITY)) + "}",
+        align = "l" * len(TABLE_IDENTITY) + "r" * (len(headers) - len(TABLE_IDENTITY))
+        parts += [r"\begin{table}", r"\centering", r"\small", r"\begin{tabular}{" + align + "}",
                   r"\toprule", " & ".join(latex_escape(h) for h in headers) + r" \\", r"\midrule"]
         parts += [" & ".join(latex_escape(v) for v in row) + r" \\" for row in table]
         parts += [r"\bottomrule", r"\end{tabular}",

@@ -74,7 +74,7 @@ def build_report(run_paths, out, settings: ReportSettings = ReportSettings()) ->
     comparison, toc = sections.comparison(runs, renderer, settings.gallery)
     made = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     body = [html.heading(1, settings.title),
-            html.paragraph(f"{len(runs)} run(s): " + ", ".join(r.label for r in runs) + f". Made {made} with "
+            html.paragraph(f"{len(runs)} run(s): " + "; ".join(r.label for r in runs) + f". Made {made} with "
                            f"gencsp {__version__}. Figures are also saved as PNG and SVG in "
                            f"{final.name}/ beside this file.", "lead"),
             html.paragraph(READING_GUIDE),

@@ -134,7 +134,9 @@ def rates(runs, prefix: str) -> Plot | None:
     names = CSP_RATES if csp else GENERATE_RATES
     series = []
     for i, run in enumerate(runs):
-        summary = run.entry.summary or {}
+        if not run.entry.evaluated:
+            continue  # keeps its colour; the section's note names it
+        summary = run.entry.summary
         values = [summary.get(key.format(k=run.entry.k), summary.get(key.format(k=1))) for _, key in names]
         series.append(Series(run.label, values, colour(i)))
     if all(v is None for s in series for v in s.values):
@@ -236,6 +238,10 @@ def crystal_systems(runs, reference, reference_text: str, prefix: str) -> Plot |
                 figure)
 
 
+def _percent(value) -> str:
+    return "-" if value is None or value != value else f"{100 * value:.1f} %"
+
+
 def energy_above_hull(runs, prefix: str) -> Plot | None:
     import numpy as np
 
@@ -261,9 +267,12 @@ def energy_above_hull(runs, prefix: str) -> Plot | None:
     ax.axvline(metastable, color="black", linestyle=":", linewidth=1, label=f"metastable ≤ {metastable} eV/atom")
     _finish(ax, "energy above the convex hull (eV/atom)", "fraction of relaxed samples per bin")
     references = sorted({(s.get("reference") or {}).get("description", "none") for _, _, _, s in data})
+    rates = "; ".join(f"{label}: stable {_percent(s.get('stable_rate'))}, metastable "
+                      f"{_percent(s.get('metastable_rate'))}" for label, _, _, s in data)
     return Plot(f"{prefix}e_above_hull", "Energy above the hull",
                 "Energy above the convex hull of the relaxed samples (gencsp relax); values above 1 eV/atom are "
-                f"counted in the last bin. Hull reference: {'; '.join(references)}.", figure)
+                f"counted in the last bin. Hull reference: {'; '.join(references)}. Share of ALL requested "
+                f"samples (unrelaxed ones count as not stable): {rates}.", figure)
 
 
 # --- figures across every run ---------------------------------------------------------------------
@@ -273,10 +282,8 @@ def time_per_sample(runs) -> Plot | None:
     names = (("model-reported, summed over samples", "model_seconds_per_sample"),
              ("wall time of the run", "wall_seconds_per_sample"),
              ("shard times summed over shards", "summed_seconds_per_sample"))
-    series = []
-    for i, run in enumerate(runs):
-        summary = run.entry.summary or {}
-        series.append(Series(run.label, [summary.get(key) for _, key in names], colour(i)))
+    series = [Series(run.label, [run.entry.summary.get(key) for _, key in names], colour(i))
+              for i, run in enumerate(runs) if run.entry.evaluated]
     values = [v for s in series for v in s.values if v]
     if not values:
         return None

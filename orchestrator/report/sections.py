@@ -53,45 +53,45 @@ def _short(text, length: int = 12) -> str:
     return text[:length] + "…" if len(text) > length else text
 
 
+def _field(data, key):
+    """data[key] when data is a dict (run.json holds some records as a dict or a plain string)."""
+    return data.get(key) if isinstance(data, dict) else data
+
+
+def _run_fields(entry) -> list[tuple[str, object]]:
+    info, config, prov = entry.info, entry.config, entry.provenance
+    card = info.get("model_card") or {}
+    upstream = card.get("upstream") or {}
+    realised = info.get("realisation")
+    return [
+        ("run id", entry.path.name),
+        ("model (family)", f"{entry.model} ({card.get('family', '?')})"),
+        ("upstream code", f"{upstream['repo']} @ {upstream.get('commit', '?')}" if upstream.get("repo")
+         else "none (written in this repository)"),
+        ("checkpoint sha256", _short(_field(info.get("checkpoint"), "sha256")) or "-"),
+        ("image", _short(_field(info.get("image"), "digest"), 40) or "none (local runtime)"),
+        ("runtime / executor", f"{_field(info.get('runtime'), 'runtime') or '?'} / {info.get('executor', '?')}"),
+        ("task", entry.task),
+        ("dataset / split", entry.dataset),
+        ("dataset sha256", (info.get("dataset") or {}).get("sha256") or "-"),
+        ("samples", f"{entry.requested} requested; {entry.samples_text()}"),
+        ("headline subset", entry.subset_text()),
+        ("seed (sampling)", config.get("seed")),
+        ("oracle information given", entry.oracle),
+        ("model options", ", ".join(f"{k}={v}" for k, v in (config.get("options") or {}).items()) or "defaults"),
+        ("Wyckoff realisation", f"yes: {_field(realised, 'settings')}" if realised else "not needed"),
+        ("metrics profile / seed", f"{prov.get('profile', 'not evaluated')} / {prov.get('seed', '-')}"),
+        ("symprec (space groups)", prov.get("symprec", "-")),
+        ("gencsp version (run / metrics)", f"{info.get('gencsp_version')} / {prov.get('gencsp_version', '-')}"),
+        ("libraries (metrics)", ", ".join(f"{k} {v}" for k, v in (prov.get("libraries") or {}).items()) or "-"),
+        ("created / evaluated", f"{str(info.get('created', '?'))[:19]} / {str(prov.get('created', '-'))[:19]}"),
+    ]
+
+
 def provenance(runs) -> list[str]:
     """One column per run: where its numbers come from."""
-    fields = []
-
-    def add(name, getter):
-        fields.append([name, *(getter(r) for r in runs)])
-
-    add("run id", lambda r: r.entry.path.name)
-    add("model (family)", lambda r: f"{r.entry.model} ({r.entry.info.get('model_card', {}).get('family', '?')})")
-    add("upstream code", lambda r: "{repo} @ {commit}".format(
-        **{"repo": "?", "commit": "?", **(r.entry.info.get("model_card", {}).get("upstream") or {})}))
-    add("checkpoint sha256", lambda r: _short((r.entry.info.get("checkpoint") or {}).get("sha256")
-                                              if isinstance(r.entry.info.get("checkpoint"), dict) else None) or "-")
-    add("image", lambda r: _short((r.entry.info.get("image") or {}).get("digest")
-                                  if isinstance(r.entry.info.get("image"), dict) else r.entry.info.get("image"),
-                                  40) or "none (local runtime)")
-    add("runtime / executor", lambda r: f"{(r.entry.info.get('runtime') or {}).get('runtime', '?')} / "
-                                        f"{r.entry.info.get('executor', '?')}")
-    add("task", lambda r: r.task)
-    add("dataset / split", lambda r: r.entry.dataset)
-    add("dataset sha256", lambda r: r.entry.info.get("dataset", {}).get("sha256") or "-")
-    add("samples", lambda r: f"{r.entry.requested} requested; " + r.entry.samples_text())
-    add("headline subset", lambda r: r.entry.subset_text())
-    add("seed (sampling)", lambda r: r.entry.config.get("seed"))
-    add("oracle information given", lambda r: r.entry.oracle)
-    add("model options", lambda r: ", ".join(f"{k}={v}" for k, v in (r.entry.config.get("options") or {}).items())
-        or "defaults")
-    add("realisation of Wyckoff output", lambda r: "yes: " + str((r.entry.info.get("realisation") or {})
-                                                                 .get("settings", "")) if r.entry.info.get(
-        "realisation") else "not needed")
-    add("metrics profile / seed", lambda r: f"{r.entry.provenance.get('profile', 'not evaluated')} / "
-                                            f"{r.entry.provenance.get('seed', '-')}")
-    add("symprec (space groups)", lambda r: r.entry.provenance.get("symprec", "-"))
-    add("gencsp version (run / metrics)", lambda r: f"{r.entry.info.get('gencsp_version')} / "
-                                                    f"{r.entry.provenance.get('gencsp_version', '-')}")
-    add("libraries (metrics)", lambda r: ", ".join(f"{k} {v}" for k, v in
-                                                   (r.entry.provenance.get("libraries") or {}).items()) or "-")
-    add("created / evaluated", lambda r: f"{str(r.entry.info.get('created', '?'))[:19]} / "
-                                         f"{str(r.entry.provenance.get('created', '-'))[:19]}")
+    columns = [_run_fields(r.entry) for r in runs]
+    fields = [[name, *(column[i][1] for column in columns)] for i, (name, _) in enumerate(columns[0])]
     out = [html.heading(2, "Runs and provenance", "provenance"),
            html.paragraph("Where every number of this report comes from. Full records: run.json and "
                           "metrics/provenance.json in each run folder."),
@@ -165,14 +165,14 @@ def gallery(run, renderer: Renderer, size: int, prefix: str) -> list[str]:
     items = []
     for row in best.itertuples():
         truth = truths.loc[row.target_id]
-        stem = f"{prefix}{slug(run.label)}-{slug(str(row.target_id))}"
-        truth_png = renderer.save(cell_figure(truth["cif"], f"truth {truth['formula']}"), f"gallery/{stem}-truth", ("png",))
-        pred_png = renderer.save(cell_figure(row.cif, f"sample {row.sample_index}"), f"gallery/{stem}-sample", ("png",))
-        strict = "yes" if row.rms_strict == row.rms_strict else "no"
-        groups_text = f"space group truth {_group(row.truth_spacegroup)}, sample {_group(row.spacegroup)}"
-        items.append(html.pair(truth_png, pred_png, f"Target {row.target_id} ({truth['formula']}): truth (left) "
-                                                    f"and sample {row.sample_index} (right). RMS {row.rms_loose:.3f} "
-                                                    f"(CDVAE tolerances); strict match: {strict}; {groups_text}."))
+        stem = f"gallery/{prefix}{slug(run.label)}-{slug(str(row.target_id))}"
+        truth_png = renderer.save(cell_figure(truth["cif"], f"truth {truth['formula']}"), f"{stem}-truth", ("png",))
+        pred_png = renderer.save(cell_figure(row.cif, f"sample {row.sample_index}"), f"{stem}-sample", ("png",))
+        strict = "yes" if row.rms_strict == row.rms_strict else "no"  # NaN: no strict match
+        caption = (f"Target {row.target_id} ({truth['formula']}): truth (left) and sample {row.sample_index} "
+                   f"(right). RMS {row.rms_loose:.3f} (CDVAE tolerances); strict match: {strict}; space group "
+                   f"truth {_group(row.truth_spacegroup)}, sample {_group(row.spacegroup)}.")
+        items.append(html.pair(truth_png, pred_png, caption))
     total = matched["target_id"].nunique()
     return out + [html.paragraph(f"{len(items)} of the {total} matched targets, lowest RMS distance first. Cells "
                                  "as written by the model and in the dataset (the matcher compares them up to "
