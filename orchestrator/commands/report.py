@@ -14,8 +14,9 @@ def register(sub) -> None:
                     "gallery of matched CSP structures. Runs without metrics are evaluated first "
                     "(gencsp profile) unless --no-evaluate.")
     parser.add_argument("runs", nargs="+", type=Path, metavar="RUN", help="run directories")
-    parser.add_argument("--out", type=Path, default=Path("report.html"),
-                        help="HTML file (default: report.html); figures go to <name>_files/ beside it")
+    parser.add_argument("--out", type=Path,
+                        help="HTML file (default: RUN/report.html for one run, ./report.html for several); "
+                             "figures go to <name>_files/ beside it")
     parser.add_argument("--no-evaluate", action="store_true",
                         help="do not evaluate runs without metrics (their metric sections stay empty)")
     parser.add_argument("--gallery", type=int, default=6, help="matched CSP targets pictured per run")
@@ -28,7 +29,8 @@ def cmd_report(args) -> int:
     from ..report import ReportSettings, build_report
 
     settings = ReportSettings(title=args.title, gallery=args.gallery, evaluate=not args.no_evaluate)
-    result = build_report(args.runs, args.out, settings)
+    out = args.out or (args.runs[0] / "report.html" if len(args.runs) == 1 else Path("report.html"))
+    result = build_report(args.runs, out, settings)
     out.print(f"wrote {result.html} ({result.html.stat().st_size / 1e6:.2f} MB) and {len(result.files)} figure "
               f"files in {result.files_dir}", highlight=False)
     return 0
