@@ -45,19 +45,14 @@ def _model_seconds(ctx):
     return float(seconds.fillna(0.0).sum() / ctx.n_requested)
 
 
-@metric("wall_seconds_per_sample", "run wall time (first shard start to last shard end, containers included) / "
-        "requested samples", "lower", ANY, {"gencsp": "wall_seconds_per_sample"})
-def _wall(ctx):
+def _per_shard_time(ctx, which: int):
     if ctx.inputs.run is None:
         return SKIP
-    wall, _ = ctx.once("shard-times", lambda: _shard_times(ctx.inputs.run))
-    return SKIP if wall is None else wall / ctx.n_requested
+    seconds = ctx.once("shard-times", lambda: _shard_times(ctx.inputs.run))[which]
+    return SKIP if seconds is None else seconds / ctx.n_requested
 
 
-@metric("summed_seconds_per_sample", "shard run times summed over shards (containers included) / requested "
-        "samples", "lower", ANY, {"gencsp": "summed_seconds_per_sample"})
-def _summed(ctx):
-    if ctx.inputs.run is None:
-        return SKIP
-    _, summed = ctx.once("shard-times", lambda: _shard_times(ctx.inputs.run))
-    return SKIP if summed is None else summed / ctx.n_requested
+metric("wall_seconds_per_sample", "run wall time (first shard start to last shard end, containers included) / "
+       "requested samples", "lower", ANY, {"gencsp": "wall_seconds_per_sample"})(lambda ctx: _per_shard_time(ctx, 0))
+metric("summed_seconds_per_sample", "shard run times summed over shards (containers included) / requested "
+       "samples", "lower", ANY, {"gencsp": "summed_seconds_per_sample"})(lambda ctx: _per_shard_time(ctx, 1))

@@ -210,11 +210,15 @@ def site_fingerprints(structure, shared: bool = True):
     """(sites x 61) CrystalNN 'ops' fingerprints; errors propagate (the caller records them)."""
     import numpy as np
 
+    from ..structures import StructureError
+
     fingerprint = featurizer()
     if not shared:
         return np.array([fingerprint.featurize(structure, i) for i in range(len(structure))])
     try:
         cells = shared_polyhedra(structure, fingerprint.cnn.search_cutoff)
+    except StructureError:  # the caller's time limit
+        raise
     except Exception:  # noqa: BLE001 - qhull on degenerate input: every site takes pymatgen's path
         cells = {}
     with _shared(structure, cells):

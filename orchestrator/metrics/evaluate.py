@@ -47,15 +47,19 @@ def _number(value):
 
 
 def _records(inputs, settings: Settings, cache, timing):
+    import pandas as pd
+
     from .fingerprints import unusable
     from .records import compute_records
 
     predictions = inputs.predictions
-    usable = [i for i, r in enumerate(predictions.itertuples()) if r.input_reason is None and r.cif is not None]
+    usable = [i for i, r in enumerate(predictions.itertuples())
+              if pd.isna(r.input_reason) and isinstance(r.cif, str)]
     texts = [predictions.at[i, "cif"] for i in usable] + list(inputs.reference["cif"])
     records = compute_records(texts, settings.records, settings.workers, cache, settings.progress,
                               "predictions and reference", timing)
-    gen = [unusable(r.input_reason or "no_structure", r.input_message or "no structure")
+    gen = [unusable(r.input_reason if isinstance(r.input_reason, str) else "no_structure",
+                    r.input_message if isinstance(r.input_message, str) else "no structure")
            for r in predictions.itertuples()]
     for i, record in zip(usable, records, strict=False):
         gen[i] = record

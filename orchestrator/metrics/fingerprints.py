@@ -8,17 +8,13 @@ and left out of coverage).
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import math
-import signal
-import threading
-from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
 
-from ..structures import StructureError, parse_cif
+from ..structures import StructureError, parse_cif, time_limit
 from . import crystalnn
 from .validity import MIN_DISTANCE, MIN_VOLUME, min_distance, smact_valid
 
@@ -36,29 +32,6 @@ class RecordSettings:
     shared_voronoi: bool = True  # one tessellation per structure (crystalnn.py); False: matminer's own path
     parse_seconds: float = 10.0
     fingerprint_seconds: float = 300.0  # a structure whose CrystalNN fingerprint takes longer is invalid
-
-
-class FingerprintTimeout(BaseException):
-    """Raised by `deadline`; a BaseException so that no library's `except Exception` swallows it."""
-
-
-@contextlib.contextmanager
-def deadline(seconds: float | None) -> Iterator[None]:
-    """Raise FingerprintTimeout after `seconds` (SIGALRM: only in a main thread, else no limit)."""
-    if not seconds or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def expire(signum, frame):
-        raise FingerprintTimeout()
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 @functools.lru_cache(maxsize=1)
@@ -153,9 +126,9 @@ def _fingerprints(structure, record: dict, settings: RecordSettings) -> None:
         return
     try:
         record["comp_fp"] = magpie().featurize(structure.composition)
-        with deadline(settings.fingerprint_seconds):
+        with time_limit(settings.fingerprint_seconds):
             record["struct_fp"] = crystalnn.structure_fingerprint(structure, settings.shared_voronoi)
-    except FingerprintTimeout:
+    except StructureError:  # time_limit's; nothing on the fingerprint's path catches it
         record.update(comp_fp=None, struct_fp=None, fp_reason="fingerprint_timeout",
                       fp_message=f"CrystalNN took more than {settings.fingerprint_seconds:g} s")
     except Exception as exc:  # noqa: BLE001 - any featurizer failure makes the crystal invalid (CDVAE)

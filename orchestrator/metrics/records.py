@@ -24,13 +24,18 @@ NUMERIC_LIBRARIES = ("pymatgen", "matminer", "smact", "scipy", "numpy", "spglib"
 
 
 def library_versions(names=NUMERIC_LIBRARIES) -> dict[str, str]:
-    versions = {}
-    for name in names:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
+    """Installed versions of `names` (the run provenance's list, plus any other package asked for)."""
+    from ..runs import library_versions as run_libraries
+
+    known = run_libraries()
+    return {name: known[name] if name in known else _installed(name) for name in names}
+
+
+def _installed(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "not installed"
 
 
 def version(settings: RecordSettings) -> str:
