@@ -144,6 +144,15 @@ def test_a_second_report_replaces_the_figures(runs, report):
     assert not any(n.startswith("csp-") for n in names) and "generate-mini-test-validity.png" in names
 
 
+def test_one_runs_report_goes_into_the_run_folder(runs, tmp_path):
+    run = tmp_path / runs.unevaluated.name
+    shutil.copytree(runs.unevaluated, run)
+    gencsp(runs.env, "report", run)  # evaluates it first (no --no-evaluate)
+    assert (run / "metrics" / "summary.json").is_file()
+    text = (run / "report.html").read_text()
+    assert "Not evaluated" not in text and (run / "report_files" / "time_per_sample.svg").is_file()
+
+
 def test_relaxed_runs_get_an_energy_above_hull_figure(runs, tmp_path):
     """A real CHGNet relaxation (gencsp relax); the hull reference is a stand-in for the Materials Project
     entries, out of reach here: one entry per element at -1 eV/atom. The figure is tested, not the numbers."""

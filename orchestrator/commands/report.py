@@ -29,8 +29,8 @@ def cmd_report(args) -> int:
     from ..report import ReportSettings, build_report
 
     settings = ReportSettings(title=args.title, gallery=args.gallery, evaluate=not args.no_evaluate)
-    out = args.out or (args.runs[0] / "report.html" if len(args.runs) == 1 else Path("report.html"))
-    result = build_report(args.runs, out, settings)
+    html = args.out or (args.runs[0] / "report.html" if len(args.runs) == 1 else Path("report.html"))
+    result = build_report(args.runs, html, settings)
     out.print(f"wrote {result.html} ({result.html.stat().st_size / 1e6:.2f} MB) and {len(result.files)} figure "
               f"files in {result.files_dir}", highlight=False)
     return 0

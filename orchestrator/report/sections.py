@@ -58,6 +58,16 @@ def _field(data, key):
     return data.get(key) if isinstance(data, dict) else data
 
 
+def _image(info: dict) -> str:
+    """The container the samples came from: Docker image id, or SIF file and its sha256."""
+    runtime = info.get("runtime") if isinstance(info.get("runtime"), dict) else {}
+    if runtime.get("image_id"):
+        return f"{runtime.get('image', '?')} ({_short(runtime['image_id'], 19)})"
+    if runtime.get("sif"):
+        return f"{Path(runtime['sif']).name} (sha256 {_short(runtime.get('sif_sha256'), 12) or 'not recorded'})"
+    return _short(_field(info.get("image"), "digest"), 40) or "none (local runtime)"
+
+
 def _run_fields(entry) -> list[tuple[str, object]]:
     info, config, prov = entry.info, entry.config, entry.provenance
     card = info.get("model_card") or {}
@@ -69,7 +79,7 @@ def _run_fields(entry) -> list[tuple[str, object]]:
         ("upstream code", f"{upstream['repo']} @ {upstream.get('commit', '?')}" if upstream.get("repo")
          else "none (written in this repository)"),
         ("checkpoint sha256", _short(_field(info.get("checkpoint"), "sha256")) or "-"),
-        ("image", _short(_field(info.get("image"), "digest"), 40) or "none (local runtime)"),
+        ("image", _image(info)),
         ("runtime / executor", f"{_field(info.get('runtime'), 'runtime') or '?'} / {info.get('executor', '?')}"),
         ("task", entry.task),
         ("dataset / split", entry.dataset),
