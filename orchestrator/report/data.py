@@ -145,9 +145,13 @@ def reference_cifs(group: list[RunData]) -> tuple[list[str], str]:
         truths = pd.concat([r.truths for r in group if r.truths is not None]).drop_duplicates("target_id")
         return list(truths["cif"]), f"the {len(truths)} CSP targets (truth structures of {first.entry.dataset})"
     from .. import datasets
+    from ..errors import GencspError
 
     data = first.entry.info["dataset"]
-    frame = datasets.load(data["name"], data["split"])
+    try:
+        frame = datasets.load(data["name"], data["split"])
+    except GencspError as exc:  # e.g. a cluster's split that is not cached here: plot the runs alone
+        return [], f"none: {first.entry.dataset} is not available here ({exc})"
     return list(frame["cif"]), f"all {len(frame)} crystals of {first.entry.dataset}"
 
 

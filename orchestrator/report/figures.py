@@ -219,9 +219,10 @@ def space_groups(runs, reference, reference_text: str, prefix: str, symprec) -> 
     categories = [spacegroup_label(g) for g in top] + (["other"] if len(share) > len(top) else [])
     figure = grouped_bars(categories, series, "space group (Hermann–Mauguin symbol, number)", "% of crystals",
                           percent=True)
+    rest = "; the remaining groups are summed as 'other'" if len(share) > len(top) else ""
     return Plot(f"{prefix}space_groups", "Space groups",
                 f"The {len(top)} most frequent space groups (spglib, symprec {symprec} Å) among valid samples and "
-                f"the reference ({reference_text}); the remaining groups are summed as 'other'.", figure)
+                f"the reference ({reference_text}){rest}.", figure)
 
 
 def crystal_systems(runs, reference, reference_text: str, prefix: str) -> Plot | None:
