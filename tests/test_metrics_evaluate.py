@@ -41,6 +41,18 @@ def files(cache_home):
     return {"reference": reference, "predictions": predictions, "bad": bad, "frame": frame}
 
 
+def test_registry_is_plain_data_and_profiles_name_their_keys():
+    from orchestrator.metrics.registry import DIRECTIONS, PROFILES, load, profile_metrics
+
+    registry = load()
+    assert all(m.description and m.direction in DIRECTIONS and set(m.profiles) <= set(PROFILES)
+               for m in registry.values())
+    assert {key for key, _ in profile_metrics("cdvae", "generate")} == CDVAE_KEYS
+    assert {key for key, _ in profile_metrics("cdvae", "csp")} == {"match_rate", "rms_dist"}
+    gencsp = [key for key, _ in profile_metrics("gencsp", "generate")]
+    assert len(gencsp) == len(set(gencsp)) and {f"cdvae.{k}" for k in CDVAE_KEYS} <= set(gencsp)
+
+
 def run(files, profile, predictions="predictions", **settings):
     inputs = from_files(files[predictions], "generate", str(files["reference"]), "perovskite",
                         train=str(files["reference"]) if settings.pop("train", False) else None)

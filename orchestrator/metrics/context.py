@@ -100,6 +100,10 @@ class Context:
             self._memo[key] = compute()
         return self._memo[key]
 
+    def computed(self, key: str):
+        """An intermediate result if some metric computed it, else None."""
+        return self._memo.get(key)
+
     @property
     def workers(self) -> int:
         from .pool import default_workers

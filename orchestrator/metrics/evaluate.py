@@ -110,17 +110,15 @@ def structure_table(ctx: Context, mode: str):
     table = ctx.gen.reindex(columns=columns).copy()
     table = pd.concat([table, ctx.validity(mode)], axis=1)
     table["in_subset"] = table.index.isin(_subset_rows(ctx, mode))
-    if "cdvae-coverage" in ctx._memo:
+    if ctx.computed("cdvae-coverage") is not None:
         rows = list(ctx.fingerprinted_rows())
         nearest = ctx.nearest(tuple(rows))
         table.loc[rows, "struct_nn_dist"] = nearest.struct_precision
         table.loc[rows, "comp_nn_dist"] = nearest.comp_precision
-    if "unique-novel" in ctx._memo:
-        groups = ctx._memo["unique-novel"]
+    if (groups := ctx.computed("unique-novel")) is not None:
         table["unique_group"] = pd.Series({r: g for r, (g, _) in groups.items()}, dtype="Int64")
         table["novel"] = pd.Series({r: n for r, (_, n) in groups.items()}, dtype="boolean")
-    if "pairs" in ctx._memo:
-        pairs = ctx._memo["pairs"]
+    if (pairs := ctx.computed("pairs")) is not None:
         for column in ("rms_loose", "rms_strict", "match_message", "truth_spacegroup"):
             table[column] = pairs[column]
     return table
