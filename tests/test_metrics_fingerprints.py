@@ -148,3 +148,20 @@ def test_the_same_structure_written_differently_is_computed_once(home, texts):
     again = compute_records(rewritten, settings, workers=1, cache=cache, progress=False, timing=timing)
     assert timing.cached == 2 and timing.computed == 0
     assert again[0]["struct_fp"] is not None
+
+
+def crash_on_three(chunk):
+    """A worker function that dies (like a segfault in a C library) on the item 3."""
+    import os
+
+    if 3 in chunk:
+        os._exit(1)
+    return chunk
+
+
+def test_a_worker_that_dies_costs_one_item_not_the_evaluation():
+    from orchestrator.metrics.pool import run_chunks
+
+    results, crashed = [], []
+    run_chunks(crash_on_three, [[1, 2], [3, 4], [5], [6, 7]], 2, results.extend, crashed.append)
+    assert sorted(results) == [1, 2, 4, 5, 6, 7] and crashed == [3]
