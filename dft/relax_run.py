@@ -144,3 +144,17 @@ def _relax_parallel(folder, relaxer, jobs, workers, threads, progress) -> None:
         for count in pool.map(_relax_part, *zip(*jobs, strict=True)):
             if progress:
                 progress(count)
+
+
+def load_stability(run_path: Path, engine: str = "chgnet"):
+    """Every requested sample of the run (structures.parquet) with the relaxation and hull columns of
+    `gencsp relax --engine ENGINE` (NaN where a sample was not relaxed): the table the stability
+    metrics of dft/stability.py take. None when that relaxation has not been run."""
+    import pandas as pd
+
+    from .stability import join_samples
+
+    path = relax_dir(run_path, engine) / "stability.parquet"
+    if not path.is_file():
+        return None
+    return join_samples(samples(run_path), pd.read_parquet(path))

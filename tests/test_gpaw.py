@@ -35,7 +35,7 @@ def env(tmp_path_factory):
         patch.setenv("GENCSP_CLUSTERS", str(root / "clusters.yaml"))
         patch.delenv("MP_API_KEY", raising=False)
         assert main(["bench", "--model", "replay", "--dataset", "mini", "--split", "test", "--task", "csp",
-                     "--limit", "4", "--option", "source_split=test", "--runtime", "local"]) == 0
+                     "--limit", "4", "--option", "source_split=test", "--runtime", "local", "--no-evaluate"]) == 0
         yield root, next((root / "runs").iterdir())
 
 

@@ -9,6 +9,8 @@ from pymatgen.core import Composition
 
 from conftest import MIRROR
 from dft import references
+from dft.relax_run import load_stability
+from dft.stability import stability_rates
 from orchestrator.cli import main
 
 RELAX = ["--steps", "15", "--reference-split", "val", "--element-prototypes", "fcc,dimer"]
@@ -23,9 +25,9 @@ def run(tmp_path_factory):
         mp.setenv("GENCSP_RUNS", str(root / "runs"))
         mp.delenv("MP_API_KEY", raising=False)
         assert main(["bench", "--model", "replay", "--dataset", "perov_5", "--split", "test", "--task", "generate",
-                     "--num-samples", "3", "--option", "source_split=test", "--runtime", "local"]) == 0
+                     "--num-samples", "3", "--option", "source_split=test", "--runtime", "local", "--no-evaluate"]) == 0
         path = next((root / "runs").iterdir())
-        assert main(["relax", str(path), *RELAX]) == 0
+        assert main(["relax", str(path), *RELAX, "--chunk-size", "1"]) == 0
         yield path, mp, root
 
 
@@ -45,6 +47,8 @@ def test_relax_writes_relaxations_hull_and_summary(run):
     # every element of the samples has an elemental reference in the hull
     elements = {str(el) for f in table["formula"] for el in Composition(f)}
     assert elements == set(summary["reference"]["elements"])
+    joined = load_stability(path)
+    assert len(joined) == 3 and stability_rates(joined)["stable_rate"] == summary["stable_rate"]
     settings = json.loads((folder / "settings.json").read_text())
     assert settings["relaxer"]["max_steps"] == 15 and settings["potential"]["version"] == "0.4.2"
 
@@ -53,10 +57,19 @@ def test_relax_resumes_without_redoing_finished_parts(run, capsys):
     path, _, _ = run
     folder = path / "relax" / "chgnet"
     before = pd.read_parquet(folder / "relaxed.parquet")
-    stamp = (folder / "parts" / "00000.parquet").stat().st_mtime_ns
+    parts = sorted((folder / "parts").glob("*.parquet"))
+    assert [p.name for p in parts] == ["00000.parquet", "00001.parquet", "00002.parquet"]  # one sample each
+    stamps = {p.name: p.stat().st_mtime_ns for p in parts}
+    assert main(["relax", str(path), *RELAX]) == 0  # nothing to redo
+    assert {p.name: p.stat().st_mtime_ns for p in parts} == stamps
+    parts[1].unlink()  # as if killed before that chunk was written: only its sample is relaxed again
     assert main(["relax", str(path), *RELAX]) == 0
-    assert (folder / "parts" / "00000.parquet").stat().st_mtime_ns == stamp
-    pd.testing.assert_frame_equal(pd.read_parquet(folder / "relaxed.parquet"), before)
+    redone = sorted((folder / "parts").glob("*.parquet"))
+    assert [p.name for p in redone] == ["00000.parquet", "00002.parquet", "00003.parquet"]
+    assert {p.name: p.stat().st_mtime_ns for p in redone if p.name != "00003.parquet"} == {
+        k: v for k, v in stamps.items() if k != "00001.parquet"}
+    after = pd.read_parquet(folder / "relaxed.parquet")
+    pd.testing.assert_frame_equal(after.drop(columns=["seconds"]), before.drop(columns=["seconds"]))
     capsys.readouterr()
     assert main(["relax", str(path), "--steps", "16", "--reference", "none"]) == 1
     assert "other settings (max_steps)" in capsys.readouterr().err
