@@ -12,10 +12,11 @@ process, no cache, matminer's per-site `CrystalNNFingerprint.featurize`, SMACT b
 enumerating every oxidation-state combination, full `cdist` matrices. It also
 checks that gencsp's cdvae profile gives the same numbers.
 
-Printed: wall seconds and structures per second (generated + reference
-structures processed / wall time) for the baseline, gencsp cold (empty cache),
-gencsp with the reference cached (a new model's evaluation) and gencsp warm;
-the machine load (os.getloadavg) before and after each; peak memory.
+Printed: wall seconds, CPU seconds (summed over processes: comparable under
+load) and structures per second (generated + reference structures processed /
+wall time) for the baseline, gencsp cold (empty cache), gencsp with the
+reference cached (a new model's evaluation) and gencsp warm; the machine load
+(os.getloadavg) before and after each; peak memory.
 """
 
 from __future__ import annotations
@@ -148,10 +149,17 @@ def peak_mb() -> tuple[float, float]:
             resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
 
 
-def line(label: str, seconds: float, n: int, load_before: str, baseline_s: float | None = None) -> str:
+def line(label: str, seconds: float, n: int, load_before: str, baseline_s: float | None = None,
+         cpu: float | None = None) -> str:
     speed = f"  {baseline_s / seconds:5.1f}x baseline" if baseline_s else ""
-    return (f"{label:<38} {seconds:8.1f} s  {n / seconds:7.1f} structures/s{speed}   "
+    cpu_text = f"  CPU {cpu:7.1f} s" if cpu is not None else ""
+    return (f"{label:<38} {seconds:8.1f} s wall{cpu_text}  {n / seconds:7.1f} structures/s{speed}   "
             f"load {load_before} -> {load()}")
+
+
+def cpu_of(result) -> float:
+    """CPU seconds summed over the processes that computed (gencsp's own accounting)."""
+    return result.provenance["timing"]["compute_seconds_summed_over_processes"]
 
 
 def write_split(frame, path: Path) -> Path:
@@ -174,19 +182,19 @@ def speed(args) -> None:
           f"{os.cpu_count()} CPUs, workers={args.workers or 'all'}; load average {load()}")
     base_s = None
     if not args.skip_baseline:
-        before, start = load(), time.perf_counter()
+        before, start, cpu = load(), time.perf_counter(), time.process_time()
         base_metrics, base_fps = baseline(list(val.head(args.generated)["cif"]), list(test["cif"]))
-        base_s = time.perf_counter() - start
-        print(line("baseline (1 process, no cache)", base_s, n, before))
+        base_s, base_cpu = time.perf_counter() - start, time.process_time() - cpu
+        print(line("baseline (1 process, no cache)", base_s, n, before, cpu=base_cpu))
     before = load()
     cold_s, cold = run_gencsp(gen_csv, ref_csv, args.workers)
-    print(line("gencsp cold (empty cache)", cold_s, n, before, base_s))
+    print(line("gencsp cold (empty cache)", cold_s, n, before, base_s, cpu_of(cold)))
     before = load()
-    new_s, _ = run_gencsp(new_csv, ref_csv, args.workers)
-    print(line("gencsp, reference cached, new model", new_s, n, before, base_s))
+    new_s, new = run_gencsp(new_csv, ref_csv, args.workers)
+    print(line("gencsp, reference cached, new model", new_s, n, before, base_s, cpu_of(new)))
     before = load()
     warm_s, warm = run_gencsp(gen_csv, ref_csv, args.workers)
-    print(line("gencsp warm (all cached)", warm_s, n, before, base_s))
+    print(line("gencsp warm (all cached)", warm_s, n, before, base_s, cpu_of(warm)))
     assert warm.metrics == cold.metrics, "cached numbers differ from computed ones"
     print(f"peak memory: this process {peak_mb()[0]:.0f} MB, largest worker {peak_mb()[1]:.0f} MB")
     if base_s:
@@ -237,8 +245,11 @@ def memory(args) -> None:
     ref_csv = write_split(test, tmp / "reference.csv")
     before = load()
     seconds, result = run_gencsp(tmp / "generated.csv", ref_csv, args.workers)
-    print(line(f"gencsp cold, {args.memory} generated", seconds, args.memory + len(test), before))
-    print(f"peak memory: this process {peak_mb()[0]:.0f} MB, largest worker {peak_mb()[1]:.0f} MB; "
+    print(line(f"gencsp cold, {args.memory} generated", seconds, args.memory + len(test), before,
+               cpu=cpu_of(result)))
+    parent, worker = peak_mb()
+    print(f"peak memory: this process {parent:.0f} MB, largest worker {worker:.0f} MB "
+          f"(all processes at most {parent + (args.workers or os.cpu_count()) * worker:.0f} MB); "
           f"valid {result.metrics['valid']:.3f}")
 
 
