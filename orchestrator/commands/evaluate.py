@@ -73,6 +73,8 @@ def cmd_evaluate(args) -> int:
     if args.run and args.predictions:
         raise GencspError("give either a run directory or --predictions, not both")
     is_run = predictions.is_dir() and (predictions / RUN_JSON).is_file()
+    if is_run and (args.reference or args.kind or args.task):
+        raise GencspError("a run directory brings its task, reference and kind: drop --task/--reference/--kind")
     inputs = from_files(predictions, args.task, args.reference, args.kind, args.train)
     settings = Settings(seed=args.seed, workers=args.workers, progress=not args.quiet, cache=not args.no_cache,
                         chgnet=not args.no_chgnet)
