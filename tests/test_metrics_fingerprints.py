@@ -62,9 +62,9 @@ def test_shared_tessellation_equals_matminer_on_odd_cells(name):
 def test_library_state_is_restored_after_a_fingerprint():
     from pymatgen.core import local_env
 
-    before = local_env.VoronoiNN, local_env.gramschmidt
+    before = local_env.VoronoiNN, local_env.gramschmidt, local_env.np
     crystalnn.site_fingerprints(ODD_CELLS["one_site"])
-    assert (local_env.VoronoiNN, local_env.gramschmidt) == before
+    assert (local_env.VoronoiNN, local_env.gramschmidt, local_env.np) == before
 
 
 def test_magpie_without_imputation_and_the_cdvae_scaler():

@@ -20,7 +20,11 @@ The order parameters (pymatgen `LocalStructOrderParams`) call `gramschmidt` on
 the same pair of neighbour vectors again and again (inside their j/k/m loops and
 once per motif type of a coordination number: 95% repeats on perov_5);
 `_memo_gramschmidt` returns a copy of the first result for the same input bytes,
-which is exactly what the function would compute again.
+which is exactly what the function would compute again. `np.linalg.norm` of a
+float vector is `sqrt(x.dot(x))` behind several checks; `_numpy_with_fast_norm`
+gives pymatgen's module a numpy whose `linalg.norm` does just that for plain
+1-D float64 arrays (the same two operations, so the same bits) and calls numpy's
+own for anything else.
 
 Not done, because it changes numbers: computing all motif types of a
 coordination number in one `LocalStructOrderParams` call (its south-pole term
@@ -193,25 +197,51 @@ def _memo_gramschmidt(original, memo: dict):
     return gramschmidt
 
 
+@functools.lru_cache(maxsize=1)
+def _numpy_with_fast_norm():
+    """A copy of the numpy module namespace whose `linalg.norm` skips the checks for 1-D float64."""
+    import types
+
+    import numpy as np
+
+    norm, sqrt, float64, ndarray = np.linalg.norm, np.sqrt, np.float64, np.ndarray
+
+    def fast_norm(x, ord=None, axis=None, keepdims=False):  # noqa: A002 - numpy's signature
+        if ord is None and axis is None and not keepdims and type(x) is ndarray and x.dtype == float64 \
+                and x.ndim == 1:
+            return sqrt(x.dot(x))  # what numpy.linalg.norm computes for this case
+        return norm(x, ord, axis, keepdims)
+
+    linalg = types.ModuleType("numpy.linalg")
+    linalg.__dict__.update(np.linalg.__dict__)
+    linalg.norm = fast_norm
+    module = types.ModuleType("numpy")
+    module.__dict__.update(np.__dict__)
+    module.linalg = linalg
+    return module
+
+
 @contextlib.contextmanager
 def _shared(structure, cells) -> Iterator[None]:
-    """Point pymatgen's local_env at the shared cells of `structure` and a memoised gramschmidt.
+    """Point pymatgen's local_env at the shared cells of `structure`, a memoised gramschmidt and
+    the fast-norm numpy.
 
-    CrystalNN builds `VoronoiNN(...)` and the order parameters call `gramschmidt(...)` by
-    their module-level names, so those two names are swapped for the duration of one
-    structure's fingerprint (in this process only) and restored afterwards.
+    CrystalNN builds `VoronoiNN(...)` and the order parameters call `gramschmidt(...)` and
+    `np.linalg.norm(...)` through module-level names, so those names are swapped for the
+    duration of one structure's fingerprint (in this process only) and restored afterwards.
     """
     from pymatgen.core.local_env import CrystalNN
 
     shared = _shared_voronoi_class()
     namespace = CrystalNN.get_nn_data.__globals__
-    originals = namespace["VoronoiNN"], namespace["gramschmidt"]
+    originals = namespace["VoronoiNN"], namespace["gramschmidt"], namespace["np"]
     namespace["VoronoiNN"], shared.current = shared, (structure, cells)
     namespace["gramschmidt"] = _memo_gramschmidt(originals[1], {})
+    namespace["np"] = _numpy_with_fast_norm()
     try:
         yield
     finally:
-        namespace["VoronoiNN"], namespace["gramschmidt"] = originals
+        namespace["VoronoiNN"], namespace["gramschmidt"], namespace["np"] = originals
         shared.current = None
 
 
