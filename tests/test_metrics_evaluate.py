@@ -95,6 +95,8 @@ def test_a_reference_set_against_itself(files):
     assert abs(m["fd_crystalnn"]) < 0.05 and abs(m["fd_chgnet"]) < 5.0
     assert m["novel_rate"] == 0.0 and m["unique_rate"] == 1.0 and m["failed_fraction"] == 0.0
     assert set(result.provenance["metrics"]) == set(m)
+    valid_rows = result.table[result.table["valid"]]
+    assert valid_rows["unique"].all() and not valid_rows["novel"].any()  # the columns S.U.N. reads
 
 
 def test_bad_rows_are_invalid_with_reasons_and_count_against(files):

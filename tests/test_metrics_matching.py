@@ -112,6 +112,7 @@ def test_gencsp_profile_names_both_and_the_corrected_numbers(csp_files):
     assert m["valid"] == pytest.approx(5 / 6)
     table = result.table
     assert len(table) == 6 and table["rms_loose"].notna().sum() == 2  # the four other pairs cannot match
+    assert table["matched"].tolist() == [True, False, False, True, False, False]
 
 
 def test_diffcsp_one_sample_needs_a_valid_truth(tmp_path, monkeypatch):

@@ -101,7 +101,8 @@ def _subset_rows(ctx: Context, mode: str) -> list:
 
 
 def structure_table(ctx: Context, mode: str):
-    """One row per requested sample: inputs, facts, validity under the profile's rules, and matches."""
+    """One row per requested sample: inputs, facts, validity under the profile's rules, nearest
+    reference distances, uniqueness/novelty (`unique`, `novel`) and CSP matches (`matched`)."""
     import pandas as pd
 
     columns = ["target_id", "sample_index", "input_reason", "input_message", "skey", "formula", "num_atoms",
@@ -116,11 +117,15 @@ def structure_table(ctx: Context, mode: str):
         table.loc[rows, "struct_nn_dist"] = nearest.struct_precision
         table.loc[rows, "comp_nn_dist"] = nearest.comp_precision
     if (groups := ctx.computed("unique-novel")) is not None:
+        # unique: the first crystal of its group (a duplicate of an earlier one is not); NA: not valid
         table["unique_group"] = pd.Series({r: g for r, (g, _) in groups.items()}, dtype="Int64")
+        table["unique"] = pd.Series({r: g == r for r, (g, _) in groups.items()}, dtype="boolean")
         table["novel"] = pd.Series({r: n for r, (_, n) in groups.items()}, dtype="boolean")
     if (pairs := ctx.computed("pairs")) is not None:
         for column in ("rms_loose", "rms_strict", "match_message", "truth_spacegroup"):
             table[column] = pairs[column]
+        # matched: valid (the profile's rules) and within the CDVAE tolerances of its truth
+        table["matched"] = (table["valid"] & table["rms_loose"].notna()).astype(bool)
     return table
 
 
