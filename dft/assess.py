@@ -99,9 +99,46 @@ def build_reference(choice: ReferenceChoice, relaxed, run_dataset: str | None,
     return engine_reference(pool, elements, f"{dataset}/{choice.split}", choice.prototypes)
 
 
+def with_metrics_columns(joined, metrics_table: Path):
+    """Add the metrics engine's `unique`, `novel` and `matched` (CSP) columns when `gencsp evaluate`
+    has written its per-structure table; None when it has not."""
+    import pandas as pd
+
+    from .stability import unique_from_groups
+
+    if not Path(metrics_table).is_file():
+        return None
+    metrics = pd.read_parquet(metrics_table)
+    keep = [c for c in ("unique_group", "novel", "rms_loose") if c in metrics.columns]
+    table = joined.merge(metrics[list(KEY) + keep], on=list(KEY), how="left")
+    if "unique_group" in table:
+        table["unique"] = unique_from_groups(table)
+    if "rms_loose" in table:
+        table["matched"] = table["rms_loose"].notna()
+    return table
+
+
+def metrics_from_evaluation(table) -> dict:
+    """S.U.N./MetaSUN and the energy ranking of CSP samples, where the evaluation gives what they need."""
+    from .stability import energy_ranking, sun_rates
+
+    out: dict = {}
+    if table is None:
+        return {"sun_note": "run `gencsp evaluate` for uniqueness, novelty and matching (S.U.N., ranking)"}
+    if {"unique", "novel"} <= set(table.columns):
+        if table["novel"].notna().any():
+            out.update(sun_rates(table))
+        else:
+            out["sun_note"] = "novelty unknown (the evaluation had no training split): no S.U.N."
+    if "matched" in table.columns and table["matched"].any() and "e_final" in table.columns:
+        out.update(energy_ranking(table))
+    return out
+
+
 def assess(folder: Path, run_samples, relaxed, reference: Reference | None, engine: str, correction: str,
-           extra: dict | None = None) -> dict:
-    """Write stability.parquet, reference.json, summary.json in `folder`; return the summary."""
+           extra: dict | None = None, metrics_table: Path | None = None) -> dict:
+    """Write stability.parquet, reference.json, summary.json in `folder`; return the summary.
+    `metrics_table`: the evaluation's per-structure table (runs/<id>/metrics/structures.parquet)."""
     from .stability import join_samples, relaxation_rmsd, stability_rates
 
     folder = Path(folder)
@@ -130,6 +167,7 @@ def assess(folder: Path, run_samples, relaxed, reference: Reference | None, engi
         "hull_errors": int(table["hull_error"].notna().sum()) if "hull_error" in table else 0,
         **stability_rates(joined),
         **relaxation_rmsd(joined),
+        **metrics_from_evaluation(with_metrics_columns(joined, metrics_table) if metrics_table else None),
         "denominator": "all requested samples (rejected, failed and unsupported included)",
         **(extra or {}),
     }

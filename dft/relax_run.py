@@ -16,7 +16,6 @@ A killed relaxation resumes: finished chunks are kept, only missing samples are 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -40,7 +39,7 @@ class RelaxRunError(GencspError):
 class RelaxPlan:
     workers: int = 1
     chunk_size: int = 64  # samples per part file: the resume granularity
-    threads: int | None = None  # torch threads per worker (default: cores // workers)
+    threads: int | None = None  # torch threads per worker (default 1)
     restart: bool = False
 
 
@@ -114,7 +113,9 @@ def relax_samples(run_path: Path, relaxer: MLIPRelaxer, plan: RelaxPlan = RelaxP
             if (r.target_id, int(r.sample_index)) not in done]
     chunks = [todo[i:i + plan.chunk_size] for i in range(0, len(todo), plan.chunk_size)]
     jobs = [(str(folder / "parts" / f"{last + 1 + k:05d}.parquet"), chunk) for k, chunk in enumerate(chunks)]
-    threads = plan.threads or max(1, (os.cpu_count() or 1) // plan.workers)
+    # One torch thread per worker by default: measured faster than two on this 2-core node
+    # (benchmarks/relax_speed.py); parallelism comes from --workers processes.
+    threads = plan.threads or 1
     started = time.perf_counter()
     if jobs:
         (folder / "parts").mkdir(parents=True, exist_ok=True)

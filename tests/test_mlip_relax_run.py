@@ -63,7 +63,7 @@ def test_relax_resumes_without_redoing_finished_parts(run, capsys):
     assert main(["relax", str(path), *RELAX]) == 0  # nothing to redo
     assert {p.name: p.stat().st_mtime_ns for p in parts} == stamps
     parts[1].unlink()  # as if killed before that chunk was written: only its sample is relaxed again
-    assert main(["relax", str(path), *RELAX]) == 0
+    assert main(["relax", str(path), *RELAX, "--workers", "2"]) == 0  # in worker processes this time
     redone = sorted((folder / "parts").glob("*.parquet"))
     assert [p.name for p in redone] == ["00000.parquet", "00002.parquet", "00003.parquet"]
     assert {p.name: p.stat().st_mtime_ns for p in redone if p.name != "00003.parquet"} == {
@@ -100,3 +100,23 @@ def test_mp_reference_key_stays_out_of_every_file_and_output(run, capsys):
             data = file.read_bytes()
             data = gzip.decompress(data) if file.suffix == ".gz" else data
             assert secret.encode() not in data, file
+
+
+def test_sun_and_energy_ranking_join_the_evaluation_table(run):
+    path, _, _ = run
+    # the per-structure table `gencsp evaluate` writes: uniqueness groups, novelty, CSP matches
+    table = pd.read_parquet(path / "structures.parquet")[["target_id", "sample_index"]].copy()
+    table["unique_group"] = pd.array([0, 0, 1], dtype="Int64")
+    table["novel"] = pd.array([True, True, False], dtype="boolean")
+    table["rms_loose"] = [0.05, None, None]
+    (path / "metrics").mkdir(exist_ok=True)
+    table.to_parquet(path / "metrics" / "structures.parquet")
+    assert main(["relax", str(path), *RELAX, "--reference", "engine"]) == 0
+    summary = json.loads((path / "relax" / "chgnet" / "summary.json").read_text())
+    stability = pd.read_parquet(path / "relax" / "chgnet" / "stability.parquet").sort_values("sample_index")
+    stable = (stability["e_above_hull"] <= 0).tolist()
+    assert summary["sun_count"] == int(stable[0])  # sample 1 repeats sample 0's group, sample 2 is not novel
+    assert summary["sun_rate"] == pytest.approx(int(stable[0]) / 3)
+    lowest = stability["e_final"].idxmin()
+    assert summary["lowest_is_match_rate"] == float(stability.loc[lowest, "sample_index"] == 0)
+    assert summary["targets_with_match"] == 1

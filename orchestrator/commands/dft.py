@@ -151,7 +151,8 @@ def cmd_collect(args) -> int:
         reference, note = build_reference(replace(choice, source=source), samples, None, None), None
     total = sum(1 for _, spec in folder.tasks() if spec.role == "sample")
     summary = assess(folder.path, run_samples(run.path), samples, reference, maker.name, maker.corrections,
-                     extra={"dft_selected": total, "dft_collected": len(samples), "note": note})
+                     extra={"dft_selected": total, "dft_collected": len(samples), "note": note},
+                     metrics_table=run.path / "metrics" / "structures.parquet")
     rows = [[k, f"{v:.4g}" if isinstance(v, float) else str(v)] for k, v in summary.items()
             if k in ("dft_selected", "dft_collected", "relaxed_ok", "relax_failed", "converged", "stable_rate",
                      "metastable_rate", "hull_errors")]

@@ -39,7 +39,7 @@ def register(sub) -> None:
     parser.add_argument("--steps", type=int, default=500, help="maximum FIRE steps per structure")
     parser.add_argument("--batch-size", type=int, default=16, help="structures per potential call")
     parser.add_argument("--workers", type=int, default=1, help="processes, each with its own potential")
-    parser.add_argument("--threads", type=int, help="torch threads per worker (default: cores / workers)")
+    parser.add_argument("--threads", type=int, help="torch threads per worker (default 1; use --workers for more cores)")
     parser.add_argument("--chunk-size", type=int, default=64, help="samples per part file (resume unit)")
     parser.add_argument("--restart", action="store_true", help="discard earlier relaxations of this engine")
     add_reference_arguments(parser)
@@ -71,15 +71,19 @@ def cmd_relax(args) -> int:
     reference = build_reference(reference_choice(args), relaxed, run.info.get("dataset", {}).get("name"),
                                 engine_reference)
     summary = assess(relax_dir(run.path, relaxer.engine), run_samples, relaxed, reference, relaxer.engine,
-                     spec(args.engine).corrections, extra={"relax_wall_seconds": timing["wall_seconds"]})
+                     spec(args.engine).corrections, extra={"relax_wall_seconds": timing["wall_seconds"]},
+                     metrics_table=run.path / "metrics" / "structures.parquet")
     rows = [[k, _fmt(summary.get(k))] for k in (
         "samples_requested", "relaxed_ok", "relax_failed", "converged", "stable_rate", "metastable_rate",
-        "rmsd_mean", "relax_wall_seconds", "relax_seconds_summed")]
+        "sun_rate", "msun_rate", "lowest_is_match_rate", "rmsd_mean", "relax_wall_seconds", "relax_seconds_summed")
+        if k in summary]
     out.print(table(f"relax {run.path.name} ({relaxer.engine})", ["", "value"], rows))
     if summary["reference"]:
         out.print(f"hull reference: {summary['reference']['description']}; corrections: {summary['scheme']}; "
                   f"stable <= {summary['stable_threshold_ev_per_atom']} eV/atom, metastable <= "
                   f"{summary['metastable_threshold_ev_per_atom']} eV/atom", highlight=False)
+    if summary.get("sun_note"):
+        out.print(summary["sun_note"], highlight=False)
     out.print(f"wrote {relax_dir(run.path, relaxer.engine)}", highlight=False)
     return 0
 
