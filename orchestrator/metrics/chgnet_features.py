@@ -65,6 +65,6 @@ def crystal_features(items: dict[str, str], cache, progress: bool, timing) -> di
                         continue
             cache.put_features(kind, new)
             found.update(new)
-            bar.advance(task, len(keys))
+            bar.update(task, advance=len(keys), refresh=True)
     timing.compute_seconds += time.process_time() - start
     return found

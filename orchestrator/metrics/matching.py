@@ -68,7 +68,7 @@ def compute_pairs(tasks: list[tuple], workers: int, cache, progress: bool, timin
             cache.put_pairs(new)
             results.update(new)
             timing.compute_seconds += seconds
-            bar.advance(task, len(triples))
+            bar.update(task, advance=len(triples), refresh=True)
 
         def on_crash(item) -> None:
             on_result(([(item[0], None, "the process matching it died")], 0.0))

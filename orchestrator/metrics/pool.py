@@ -70,9 +70,12 @@ def run_chunks(function: Callable, chunks: list[list], workers: int, on_result: 
 
 
 def progress_bar(enabled: bool):
+    """A rich progress bar redrawn by its callers (`update(..., refresh=True)`), without rich's
+    refresh thread: the pool forks its workers while the bar is shown, and forking a process
+    that runs other threads can leave a lock held in the child."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from ..console import err
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    return Progress(*columns, console=err, disable=not enabled, transient=True)
+    return Progress(*columns, console=err, disable=not enabled, transient=True, auto_refresh=False)

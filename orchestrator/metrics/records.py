@@ -143,7 +143,7 @@ def _compute(todo, settings, workers, cache, progress, label, timing, by_sha) ->
             timing.compute_seconds += seconds
             timing.computed += len(triples) - hits
             timing.cached += hits
-            bar.advance(task, len(triples))
+            bar.update(task, advance=len(triples), refresh=True)
 
         def on_crash(item) -> None:
             sha = item[0]

@@ -67,7 +67,7 @@ def primitive_facts(texts: dict[str, str], workers: int, cache, progress: bool, 
                 cache.put_facts({f"{FACT_VERSION}:{k}": v for k, v in pairs})
                 facts.update(pairs)
                 timing.compute_seconds += seconds
-                bar.advance(task, len(pairs))
+                bar.update(task, advance=len(pairs), refresh=True)
 
             run_chunks(_facts_chunk, chunked(todo, workers), workers, on_result,
                        lambda item: on_result(([(item[0], {"composition": None, "sites": None})], 0.0)),
@@ -126,7 +126,7 @@ def unique_and_novel(generated: list[tuple[int, str, dict]], training: list[tupl
             triples, seconds = chunk_result
             result.update({row: (label, novel) for row, label, novel in triples})
             timing.compute_seconds += seconds
-            bar.advance(task, len(triples))
+            bar.update(task, advance=len(triples), refresh=True)
 
         run_chunks(_group_chunk, items, workers, on_result,
                    lambda item: on_result(([(row, row, None) for row, _ in item[0]], 0.0)))
