@@ -20,6 +20,7 @@ from pathlib import Path
 from orchestrator.atomic import write_json
 
 from .records import FAILED, RelaxRecord, dft_record
+from .shell import run_in_folder
 
 JOB = Path(__file__).with_name("gpaw_job.py")
 RESULT = "gpaw_result.json"
@@ -65,12 +66,7 @@ class GpawMaker:
 
     def run(self, directory: Path, timeout: float | None = None) -> int:
         """Run the job here (no scheduler); its output goes to run.log in the task folder."""
-        with open(Path(directory) / "run.log", "ab") as log:
-            try:
-                return subprocess.run(["/bin/sh", "-c", self.command(directory)], stdout=log,
-                                      stderr=subprocess.STDOUT, timeout=timeout).returncode
-            except subprocess.TimeoutExpired:
-                return 124
+        return run_in_folder(self.command(directory), directory, timeout)
 
     def finished(self, directory: Path) -> bool:
         return (Path(directory) / RESULT).is_file()

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import shlex
-import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from orchestrator.atomic import write_text
 from orchestrator.errors import GencspError
 
 from .records import FAILED, RelaxRecord, dft_record, short_error
+from .shell import run_in_folder
 
 INPUT_SETS = ("MPRelaxSet", "MPScanRelaxSet")
 HANDLERS = ("VaspErrorHandler", "MeshSymmetryErrorHandler", "UnconvergedErrorHandler",
@@ -125,12 +125,7 @@ class VaspMaker:
 
     def run(self, directory: Path, timeout: float | None = None) -> int:
         """Run VASP here (inside an allocation on a cluster node)."""
-        with open(Path(directory) / "run.log", "ab") as log:
-            try:
-                return subprocess.run(["/bin/sh", "-c", self.command(directory)], stdout=log,
-                                      stderr=subprocess.STDOUT, timeout=timeout).returncode
-            except subprocess.TimeoutExpired:
-                return 124
+        return run_in_folder(self.command(directory), directory, timeout)
 
     def finished(self, directory: Path) -> bool:
         return _first_file(directory, VASPRUNS) is not None

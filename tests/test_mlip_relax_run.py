@@ -120,3 +120,22 @@ def test_sun_and_energy_ranking_join_the_evaluation_table(run):
     lowest = stability["e_final"].idxmin()
     assert summary["lowest_is_match_rate"] == float(stability.loc[lowest, "sample_index"] == 0)
     assert summary["targets_with_match"] == 1
+
+
+def test_dft_selection_starts_from_the_mlip_relaxed_structures(run):
+    from dft.tasks import DftFolder, TaskError, select
+    from dft.vasp import VaspMaker
+
+    path, _, _ = run
+    stability = pd.read_parquet(path / "relax" / "chgnet" / "stability.parquet")
+    chosen = select(path, "metastable-by-mlip", top=2)
+    expected = stability[stability["e_above_hull"] <= 0.1].sort_values("e_above_hull").head(2)
+    assert [(s.target_id, s.sample_index) for s in chosen] == list(zip(expected["target_id"], expected["sample_index"],
+                                                                      strict=True))
+    assert all(s.start == "chgnet-relaxed" for s in chosen)
+    assert [s.cif for s in chosen] == expected["cif_relaxed"].tolist()
+    added = DftFolder(path, "vasp").add(chosen, VaspMaker())
+    assert len(added) == len(chosen) and all((d / "POTCAR.spec").is_file() for d in added)
+    assert DftFolder(path, "vasp").add(chosen, VaspMaker()) == []  # the same tasks are not added twice
+    with pytest.raises(TaskError, match="gencsp relax"):
+        select(path, "stable-by-mlip", mlip="sevennet")

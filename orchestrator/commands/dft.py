@@ -106,6 +106,9 @@ def cmd_status(args) -> int:
 
     run = Run(args.run)
     engines = [args.engine] if args.engine else sorted(p.name for p in (run.path / "dft").glob("*") if p.is_dir())
+    if not engines:
+        out.print(f"no DFT tasks in {run.path}; `gencsp dft submit {run.path} --engine gpaw|vasp ...`",
+                  highlight=False)
     for engine in engines:
         folder = DftFolder(run.path, engine)
         maker = saved_maker(folder)
