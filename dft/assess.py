@@ -109,11 +109,12 @@ def with_metrics_columns(joined, metrics_table: Path):
     if not Path(metrics_table).is_file():
         return None
     metrics = pd.read_parquet(metrics_table)
-    keep = [c for c in ("unique_group", "novel", "rms_loose") if c in metrics.columns]
+    # the evaluation's own `unique` and `matched` when it wrote them; else derived from groups and RMS
+    keep = [c for c in ("unique", "novel", "matched", "unique_group", "rms_loose") if c in metrics.columns]
     table = joined.merge(metrics[list(KEY) + keep], on=list(KEY), how="left")
-    if "unique_group" in table:
+    if "unique" not in table and "unique_group" in table:
         table["unique"] = unique_from_groups(table)
-    if "rms_loose" in table:
+    if "matched" not in table and "rms_loose" in table:
         table["matched"] = table["rms_loose"].notna()
     return table
 
