@@ -119,7 +119,7 @@ def cmd_status(args) -> int:
 
 def _queue_or_none(folder, slurm_queue):
     """SLURM's view when SLURM answers here; None (unknown) on a machine without it."""
-    from orchestrator.executors.slurm_array import missing
+    from orchestrator.executors.slurm import missing
 
     return None if missing() else slurm_queue(folder)
 

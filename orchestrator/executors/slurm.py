@@ -49,6 +49,7 @@ from .slurm_array import (  # noqa: F401 - the public API of SLURM arrays lives 
     Task,
     cancel,
     final_states,
+    missing,
     queue_states,
     render_script,
     submit_array,
