@@ -180,3 +180,5 @@ def test_evaluate_a_generate_run_from_the_command_line(cache_home, capsys):
     summary = json.loads((path / "metrics" / "summary.json").read_text())
     assert summary["failed_fraction"] == 0.0 and summary["subset_size"] == 8 * summary["valid"]
     assert summary["wall_seconds_per_sample"] > 0 and "model_seconds_per_sample" in summary
+    # one shard: wall time and time summed over shards measure the same span
+    assert summary["summed_seconds_per_sample"] == pytest.approx(summary["wall_seconds_per_sample"])
