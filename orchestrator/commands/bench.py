@@ -55,6 +55,8 @@ def register(sub) -> None:
                         help="metric definitions (default gencsp: reference and corrected numbers side by side)")
     parser.add_argument("--eval-workers", type=int, help="processes for the metrics (default: all cores)")
     parser.add_argument("--no-evaluate", action="store_true", help="stop after validation and collection")
+    parser.add_argument("--no-chgnet", action="store_true",
+                        help="skip the CHGNet-feature Frechet distance (its first use featurizes the whole reference)")
     parser.add_argument("--build-missing", action="store_true",
                         help="docker: build the model's image first if it is not built (never pulled)")
     parser.set_defaults(func=cmd_bench)
@@ -123,7 +125,8 @@ def evaluate_stage(run, card, args) -> dict | None:
     from ..leaderboard import print_run_row
     from ..metrics import evaluate_run
 
-    metrics = evaluate_run(run.path, profile=args.metrics_profile, workers=args.eval_workers, seed=run.config.seed)
+    metrics = evaluate_run(run.path, profile=args.metrics_profile, workers=args.eval_workers, seed=run.config.seed,
+                           chgnet=not args.no_chgnet)
     print_run_row(run.path)
     return metrics
 
