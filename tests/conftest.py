@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -29,6 +30,17 @@ def nacl_cif(a: float = 5.64) -> str:
 
     structure = Structure.from_spacegroup("Fm-3m", Lattice.cubic(a), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
     return cif_text(structure.get_primitive_structure())
+
+
+@contextlib.contextmanager
+def module_home(tmp_path_factory, name: str):
+    """For a module-scoped fixture: a private gencsp home, runs folder and the mirror; yields (root, patch)."""
+    root = tmp_path_factory.mktemp(name)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GENCSP_HOME", str(root / "home"))
+        patch.setenv("GENCSP_DATA_MIRROR", str(MIRROR))
+        patch.setenv("GENCSP_RUNS", str(root / "runs"))
+        yield root, patch
 
 
 @pytest.fixture

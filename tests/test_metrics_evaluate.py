@@ -5,7 +5,7 @@ import json
 import pandas as pd
 import pytest
 
-from conftest import MIRROR, nacl_cif
+from conftest import MIRROR, module_home, nacl_cif
 from orchestrator.cli import main
 from orchestrator.metrics.context import Settings
 from orchestrator.metrics.evaluate import EvaluationError, evaluate
@@ -18,11 +18,7 @@ CDVAE_KEYS = {"comp_valid", "struct_valid", "valid", "comp_div", "struct_div", "
 @pytest.fixture(scope="module")
 def cache_home(tmp_path_factory):
     """One gencsp home (and fingerprint cache) for the module: each structure is fingerprinted once."""
-    path = tmp_path_factory.mktemp("metrics")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("GENCSP_HOME", str(path / "home"))
-        patch.setenv("GENCSP_DATA_MIRROR", str(MIRROR))
-        patch.setenv("GENCSP_RUNS", str(path / "runs"))
+    with module_home(tmp_path_factory, "metrics") as (path, _):
         yield path
 
 

@@ -15,12 +15,9 @@ def relaxed_run(tmp_path_factory):
     from pymatgen.core import Composition
     from pymatgen.entries.computed_entries import ComputedEntry
 
-    from conftest import MIRROR
+    from conftest import module_home
 
-    root = tmp_path_factory.mktemp("stability")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("GENCSP_HOME", str(root / "home"))
-        patch.setenv("GENCSP_DATA_MIRROR", str(MIRROR))
+    with module_home(tmp_path_factory, "stability") as (root, _):
         yield _relax(root, ComputedEntry, Composition)
 
 

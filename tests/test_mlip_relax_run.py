@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from pymatgen.core import Composition
 
-from conftest import MIRROR
+from conftest import module_home
 from dft import references
 from dft.relax_run import load_stability
 from dft.stability import stability_rates
@@ -18,11 +18,7 @@ RELAX = ["--steps", "15", "--reference-split", "val", "--element-prototypes", "f
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("relax")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("GENCSP_HOME", str(root / "home"))
-        mp.setenv("GENCSP_DATA_MIRROR", str(MIRROR))
-        mp.setenv("GENCSP_RUNS", str(root / "runs"))
+    with module_home(tmp_path_factory, "relax") as (root, mp):
         mp.delenv("MP_API_KEY", raising=False)
         assert main(["bench", "--model", "replay", "--dataset", "perov_5", "--split", "test", "--task", "generate",
                      "--num-samples", "3", "--option", "source_split=test", "--runtime", "local", "--no-evaluate"]) == 0

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import MIRROR
+from conftest import module_home
 from orchestrator import clusters
 from orchestrator.cli import main
 from orchestrator.executors.slurm import Resources, Task, queue_states, sif_check, submit_array, wait
@@ -55,10 +55,7 @@ def slurm():
 @pytest.fixture(scope="module")
 def env(tmp_path_factory, slurm):
     """A private gencsp home and an empty user profile file, for every test of this module."""
-    root = tmp_path_factory.mktemp("slurm")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("GENCSP_HOME", str(root / "home"))
-        patch.setenv("GENCSP_DATA_MIRROR", str(MIRROR))
+    with module_home(tmp_path_factory, "slurm") as (root, patch):
         patch.setenv("GENCSP_CLUSTERS", str(root / "clusters.yaml"))
         yield root
 
