@@ -142,3 +142,28 @@ def test_cli_bench_through_docker_prints_a_row(home, tmp_path, baseline_images):
     (run,) = (tmp_path / "runs").iterdir()
     assert Path(run, "structures.parquet").exists()
     assert pd.read_parquet(Path(run, "structures.parquet"))["status"].eq("accepted").all()
+
+
+@pytest.mark.parametrize("model, options", [("random_search", []), ("replay", ["--option", "source_split=test"])])
+def test_bench_row_equals_evaluate_on_the_same_structures(home, tmp_path, baseline_images, model, options):
+    """The leaderboard numbers of a Docker bench are those `gencsp evaluate` gives on the exported files."""
+    import json
+
+    from orchestrator.cli import main
+
+    assert main(["bench", "--model", model, "--dataset", "perov_5", "--task", "csp", "--limit", "6", *options,
+                 "--runtime", "docker", "--no-chgnet", "--run-dir", str(tmp_path / "runs")]) == 0
+    (run,) = (tmp_path / "runs").iterdir()
+    structures, targets = pd.read_parquet(run / "structures.parquet"), pd.read_parquet(run / "targets.parquet")
+    structures[["target_id", "sample_index", "cif"]].to_csv(tmp_path / "predictions.csv", index=False)
+    targets[["material_id", "cif"]].to_csv(tmp_path / "reference.csv", index=False)
+    assert main(["evaluate", "--task", "csp", "--predictions", str(tmp_path / "predictions.csv"),
+                 "--reference", str(tmp_path / "reference.csv"), "--kind", "perovskite", "--profile", "gencsp",
+                 "--no-chgnet", "--quiet", "--out", str(tmp_path / "metrics.json")]) == 0
+    bench = json.loads((run / "metrics" / "summary.json").read_text())
+    evaluated = json.loads((tmp_path / "metrics.json").read_text())
+    costs = {"model_seconds_per_sample", "summed_seconds_per_sample", "wall_seconds_per_sample"}  # a run's only
+    assert set(bench) - set(evaluated) == costs
+    assert {k: v for k, v in bench.items() if k not in costs} == evaluated
+    if model == "replay":  # the truths themselves: the calibration ceiling
+        assert evaluated["cdvae.match_rate"] == 1.0
