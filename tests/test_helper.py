@@ -166,3 +166,23 @@ def test_partial_manifest_is_flushed_while_sampling(tmp_path, monkeypatch):
     partial = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert partial["complete"] is False and len(partial["samples"]) == 1
     Manifest.model_validate(partial)
+
+
+def test_the_process_leaves_once_the_manifest_is_written(tmp_path):
+    """Output is flushed, but the interpreter's teardown (atexit hooks here) is skipped."""
+    import time
+
+    request, path = write_request(tmp_path, NACL[:1])
+    start = time.monotonic()
+    proc, out = run_adapter(tmp_path, """
+        import atexit, time
+        atexit.register(time.sleep, 30)  # stands for a slow teardown of heavy libraries
+        def sample(session):
+            sys.stdout.write("sampled, no newline")  # buffered: a pipe is not a terminal
+            for target, index in session.requested():
+                with session.slot(target, index) as slot:
+                    slot.cif(CIF)
+    """, path)
+    assert proc.returncode == 0 and proc.stdout == "sampled, no newline", proc
+    assert time.monotonic() - start < 20
+    assert validate_shard(out, request).counts() == {"accepted": 2}
