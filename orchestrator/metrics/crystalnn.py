@@ -16,22 +16,22 @@ unbounded cell, R >= 3.5 A, a degenerate tessellation, any error) goes through
 pymatgen's own per-site code. Face statistics use pymatgen's formulas with the
 same numpy calls; only `np.cross` of 3-vectors is written out (bit-identical).
 
-The order parameters (pymatgen `LocalStructOrderParams`) call `gramschmidt` on
-the same pair of neighbour vectors again and again (inside their j/k/m loops and
-once per motif type of a coordination number: 95% repeats on perov_5);
-`_memo_gramschmidt` returns a copy of the first result for the same input bytes,
-which is exactly what the function would compute again. `np.linalg.norm` of a
-float vector is `sqrt(x.dot(x))` behind several checks; `_numpy_with_fast_norm`
-gives pymatgen's module a numpy whose `linalg.norm` does just that for plain
-1-D float64 arrays (the same two operations, so the same bits) and calls numpy's
+The order parameters (pymatgen `LocalStructOrderParams`, one object per motif
+type of a coordination number) come from `order_params.py`, which computes the
+angles of a neighbour set once for all its motif types and gives pymatgen's
+numbers bit for bit (`_featurize` assembles matminer's 61-vector around it;
+`fast_order_params=False` keeps pymatgen's own objects for comparison). On
+that path, and for neighbour sets `order_params` leaves to pymatgen (a
+neighbour on the centre), `gramschmidt` is memoised (`_memo_gramschmidt`
+returns a copy of the first result for the same input bytes, which is exactly
+what the function would compute again) and `np.linalg.norm` of a float vector
+is `sqrt(x.dot(x))` behind several checks; `_numpy_with_fast_norm` gives
+pymatgen's module a numpy whose `linalg.norm` does just that for plain 1-D
+float64 arrays (the same two operations, so the same bits) and calls numpy's
 own for anything else.
 
-Not done, because it changes numbers: computing all motif types of a
-coordination number in one `LocalStructOrderParams` call (its south-pole term
-reads the loop variable `typ` left over from an earlier loop, so with several
-types it applies the last type's rule to all of them); treating symmetry-
-equivalent sites as equal (their fingerprints agree only to ~1e-2 at symprec
-1e-2).
+Not done, because it changes numbers: treating symmetry-equivalent sites as
+equal (their fingerprints agree only to ~1e-2 at symprec 1e-2).
 
 Differences left: qhull computes a vertex from another point set, so a solid
 angle can differ in the last bit: on perov_5 test + val (5,085 structures) the
@@ -245,8 +245,51 @@ def _shared(structure, cells) -> Iterator[None]:
         shared.current = None
 
 
-def site_fingerprints(structure, shared: bool = True):
-    """(sites x 61) CrystalNN 'ops' fingerprints; errors propagate (the caller records them)."""
+@functools.lru_cache(maxsize=1)
+def _motifs() -> dict[int, list]:
+    """Per coordination number, the preset's entries: "wt" or (order parameter type, params)."""
+    return {cn: [op if op == "wt" else (op._types[0], op._params[0]) for op in ops]
+            for cn, ops in featurizer().ops.items()}
+
+
+def _order_parameters(fingerprint, structure, i: int, cn: int, neighbours) -> list:
+    """The values of CN `cn`'s motif types at site i (one geometry for all; pymatgen's if unsupported)."""
+    from . import order_params
+
+    motifs = [op for op in _motifs()[cn] if op != "wt"]
+    try:
+        return order_params.order_parameters(structure[i].coords, [s.coords for s in neighbours], motifs)
+    except order_params.Unsupported:
+        sites, indices = [structure[i], *neighbours], list(range(1, len(neighbours) + 1))
+        return [op.get_order_parameters(sites, 0, indices_neighs=indices)[0]
+                for op in fingerprint.ops[cn] if op != "wt"]
+
+
+def _featurize(fingerprint, structure, i: int) -> list:
+    """matminer's CrystalNNFingerprint.featurize (no chemistry part, as in 'ops') with the order
+    parameters of a coordination number computed once for all its motif types."""
+    nndata = fingerprint.cnn.get_nn_data(structure, i)
+    row = []
+    for cn in range(1, max(fingerprint.op_types) + 1):
+        wt = nndata.cn_weights.get(cn, 0)
+        values = None
+        for op in _motifs().get(cn, ()):
+            if op == "wt" or wt == 0:
+                row.append(wt)
+                continue
+            if values is None:
+                neighbours = [entry["site"] for entry in nndata.cn_nninfo[cn]]
+                values = iter(_order_parameters(fingerprint, structure, i, cn, neighbours))
+            row.append(wt * (next(values) or 0))
+    return row
+
+
+def site_fingerprints(structure, shared: bool = True, fast_order_params: bool = True):
+    """(sites x 61) CrystalNN 'ops' fingerprints; errors propagate (the caller records them).
+
+    shared: one tessellation per structure (else matminer's own per-site path throughout);
+    fast_order_params: the order parameters from order_params.py (else pymatgen's, per type).
+    """
     import numpy as np
 
     from ..structures import StructureError
@@ -254,6 +297,8 @@ def site_fingerprints(structure, shared: bool = True):
     fingerprint = featurizer()
     if not shared:
         return np.array([fingerprint.featurize(structure, i) for i in range(len(structure))])
+    featurize = functools.partial(_featurize, fingerprint) if fast_order_params and \
+        fingerprint.chem_info is None else fingerprint.featurize
     try:
         cells = shared_polyhedra(structure, fingerprint.cnn.search_cutoff)
     except StructureError:  # the caller's time limit
@@ -261,9 +306,9 @@ def site_fingerprints(structure, shared: bool = True):
     except Exception:  # noqa: BLE001 - qhull on degenerate input: every site takes pymatgen's path
         cells = {}
     with _shared(structure, cells):
-        return np.array([fingerprint.featurize(structure, i) for i in range(len(structure))])
+        return np.array([featurize(structure, i) for i in range(len(structure))])
 
 
-def structure_fingerprint(structure, shared: bool = True):
+def structure_fingerprint(structure, shared: bool = True, fast_order_params: bool = True):
     """CDVAE's structure fingerprint: the plain mean of the site fingerprints (61 numbers)."""
-    return site_fingerprints(structure, shared).mean(axis=0)
+    return site_fingerprints(structure, shared, fast_order_params).mean(axis=0)
