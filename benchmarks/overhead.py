@@ -19,9 +19,10 @@ from pathlib import Path
 from orchestrator import models
 from orchestrator.executors.local import ShardPolicy
 from orchestrator.plan import plan
+from orchestrator.prevalidate import Prevalidator
 from orchestrator.runs import RunConfig
 from orchestrator.runtimes import get_runtime, run_shard
-from orchestrator.validate import validate_shard
+from orchestrator.validate import Limits, validate_shard
 from schemas import Task
 
 
@@ -33,8 +34,9 @@ def one_shard(runtime, card, samples: int, root: Path, seed: int) -> tuple[float
     shard = run.shards()[0]
     shard.reset_output()
     start = time.monotonic()
-    result = run_shard(runtime, shard, card, timeout=ShardPolicy.timeout_for_samples(card, samples))
-    report = validate_shard(shard.out_dir, shard.request())
+    with Prevalidator(shard.out_dir, Limits()) as early:  # as executors/local.py: parse while the model runs
+        result = run_shard(runtime, shard, card, timeout=ShardPolicy.timeout_for_samples(card, samples))
+    report = validate_shard(shard.out_dir, shard.request(), Limits(), early.parsed)
     total = time.monotonic() - start
     assert result.ok, result
     span = report.manifest.runtime.end - report.manifest.runtime.start

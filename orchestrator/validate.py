@@ -140,7 +140,20 @@ def check_wyckoff(description) -> None:
             )
 
 
-def check_record(record: SampleRecord, out_dir: Path, target, limits: Limits) -> dict:
+def _structure(text: str, raw: bytes, limits: Limits, parsed: dict | None):
+    """read_structure, or the outcome of an earlier parse of the very same bytes (prevalidate.py)."""
+    if parsed:
+        from .prevalidate import content_key
+
+        outcome = parsed.get(content_key(raw))
+        if isinstance(outcome, StructureError):
+            raise outcome
+        if outcome is not None:
+            return outcome
+    return read_structure(text, limits.parse_seconds, limits.max_atoms)
+
+
+def check_record(record: SampleRecord, out_dir: Path, target, limits: Limits, parsed: dict | None = None) -> dict:
     """One manifest record -> one row, accepted or rejected with a reason."""
     tid, index = record.target_id, record.sample_index
     if record.status == Status.failed:
@@ -158,7 +171,7 @@ def check_record(record: SampleRecord, out_dir: Path, target, limits: Limits) ->
         text = raw.decode("utf-8", errors="replace")
         if b"\x00" in raw:
             raise StructureError("parse_error", "binary content, not CIF text")
-        structure = read_structure(text, limits.parse_seconds, limits.max_atoms)
+        structure = _structure(text, raw, limits, parsed)
     except StructureError as exc:
         return _reject(record, tid, index, exc.reason, str(exc), cif_path=record.cif, cif=text)
     composition = structure.composition
@@ -175,8 +188,12 @@ def check_record(record: SampleRecord, out_dir: Path, target, limits: Limits) ->
     return _row(record, tid, index, **values)
 
 
-def validate_shard(out_dir: Path, request: SampleRequest | None = None, limits: Limits = Limits()) -> Report:
-    """Check a manifest and its files; with the request, also that every sample is answered."""
+def validate_shard(out_dir: Path, request: SampleRequest | None = None, limits: Limits = Limits(),
+                   parsed: dict | None = None) -> Report:
+    """Check a manifest and its files; with the request, also that every sample is answered.
+
+    `parsed`: CIF parses made while the model ran (prevalidate.py), reused for identical bytes.
+    """
     out_dir = Path(out_dir)
     manifest = load_manifest(out_dir)
     targets = {t.id: t for t in request.targets} if request else {}
@@ -196,7 +213,7 @@ def validate_shard(out_dir: Path, request: SampleRequest | None = None, limits: 
             report.rows.append(_reject(record, *key, "duplicate_record", "a second record for this sample"))
         else:
             seen.add(key)
-            report.rows.append(check_record(record, out_dir, targets.get(record.target_id), limits))
+            report.rows.append(check_record(record, out_dir, targets.get(record.target_id), limits, parsed))
     for key in requested or ():
         if key not in seen:
             why = "the model stopped before producing it" if not manifest.complete else "no record in the manifest"

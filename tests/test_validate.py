@@ -157,3 +157,44 @@ def test_cli_writes_every_row_and_exits_zero_on_model_faults(tmp_path, capsys):
     table = pd.read_parquet(tmp_path / "structures.parquet")
     assert list(table["status"]) == ["accepted", "rejected"] and table["cif"][1] == "garbage"
     assert "not named in the manifest" in capsys.readouterr().err
+
+
+def test_parses_made_while_the_model_runs_give_the_same_rows(tmp_path):
+    """prevalidate.py: reused only for identical bytes, never past the time limit or a symlink."""
+    from orchestrator.prevalidate import Prevalidator
+
+    names = [*BAD_FILES, "good", "rewritten", "link"]
+    records = [ok(name, 0, f"structures/{name}.cif") for name in names]
+    files = {f"structures/{reason}.cif": text for reason, text in BAD_FILES.items()}
+    out = make_shard(tmp_path, records, files | {"structures/good.cif": BASE, "structures/rewritten.cif": BASE})
+    os.symlink(tmp_path / "outside.cif", out / "structures" / "link.cif")
+    (tmp_path / "outside.cif").write_text(BASE)
+    early = Prevalidator(out, Limits())
+    early.scan()
+    assert len(early.parsed) == len(set(files.values())) + 1  # every distinct text but the symlink's target
+    (out / "structures" / "rewritten.cif").write_text(BAD_FILES["disordered"])  # after the parse
+    request = request_for(records)
+    plain, reused = validate_shard(out, request), validate_shard(out, request, parsed=early.parsed)
+    pd.testing.assert_frame_equal(reused.frame(), plain.frame())
+    assert reasons(reused)[("rewritten", 0)] == "disordered" and reasons(reused)[("link", 0)] == "symlink_escape"
+    slow = Prevalidator(out, Limits(parse_seconds=1e-6))
+    slow.scan()
+    assert not slow.parsed  # every parse took longer: the main thread decides, and times out
+    assert reasons(validate_shard(out, request, Limits(parse_seconds=1e-6), slow.parsed))[("good", 0)] == "timeout"
+
+
+def test_the_background_parser_runs_while_files_appear(tmp_path):
+    import time
+
+    from orchestrator.prevalidate import POLL_SECONDS, Prevalidator
+
+    out = tmp_path / "out"
+    with Prevalidator(out, Limits()) as early:
+        time.sleep(POLL_SECONDS * 2)  # the folder does not exist yet
+        (out / "structures").mkdir(parents=True)
+        (out / "structures" / ".a.cif.tmp").write_text(BASE[:50])  # the helper's temporary name: skipped
+        (out / "structures" / "a.cif").write_text(BASE)
+        deadline = time.monotonic() + 10
+        while not early.parsed and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert len(early.parsed) == 1 and next(iter(early.parsed.values())).composition.reduced_formula == "NaCl"

@@ -9,6 +9,7 @@ from pathlib import Path
 from schemas import ModelCard
 
 from ..atomic import write_parquet
+from ..prevalidate import Prevalidator
 from ..runs import Run, Shard, State
 from ..runtimes.base import Runtime, log_tail, run_shard
 from ..validate import Limits, ManifestError, validate_shard
@@ -37,12 +38,13 @@ def process_shard(shard: Shard, runtime: Runtime, card: ModelCard, policy: Shard
     """Run one shard from a clean output folder, validate what it wrote, and record the outcome."""
     shard.reset_output()
     shard.set_state(State.running, runtime=runtime.name, **slurm_task())
-    result = run_shard(runtime, shard, card, timeout=policy.timeout_for(shard, card), gpu=policy.gpu,
-                       checkpoint=policy.checkpoint)
+    with Prevalidator(shard.out_dir, policy.limits) as early:  # parses CIFs while the model runs
+        result = run_shard(runtime, shard, card, timeout=policy.timeout_for(shard, card), gpu=policy.gpu,
+                           checkpoint=policy.checkpoint)
     outcome = {"exit_code": result.exit_code, "seconds": round(result.seconds, 3),
                "runtime_failure": result.runtime_failure}
     try:
-        report = validate_shard(shard.out_dir, shard.request(), policy.limits)
+        report = validate_shard(shard.out_dir, shard.request(), policy.limits, early.parsed)
     except ManifestError as exc:
         shard.set_state(State.failed, error=str(exc), log_tail=log_tail(shard.log_path), **outcome)
         return shard.state()
