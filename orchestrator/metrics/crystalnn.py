@@ -4,7 +4,9 @@ matminer's `CrystalNNFingerprint.featurize(structure, i)` asks pymatgen's Crysta
 for the neighbours of site i, which tessellates the atoms within 7 A of that site
 (`VoronoiNN.get_voronoi_polyhedra`) and keeps the cell of site i: one qhull run
 per site, then a Python loop over every ridge of it. `shared_polyhedra` tessellates
-the union of those spheres once per structure and hands each site its cell.
+the union of those spheres once per structure and hands each site its cell
+(`voronoi.polyhedra` computes the very same cells from numpy arrays, without pymatgen's
+neighbour objects: the default; `shared_polyhedra` stays as its reference).
 
 Why the cells are the same: the union holds every point of the site's own
 sphere plus points farther than 7 A. The cell computed from the union has all
@@ -284,15 +286,18 @@ def _featurize(fingerprint, structure, i: int) -> list:
     return row
 
 
-def site_fingerprints(structure, shared: bool = True, fast_order_params: bool = True):
+def site_fingerprints(structure, shared: bool = True, fast_order_params: bool = True, fast_voronoi: bool = True):
     """(sites x 61) CrystalNN 'ops' fingerprints; errors propagate (the caller records them).
 
     shared: one tessellation per structure (else matminer's own per-site path throughout);
-    fast_order_params: the order parameters from order_params.py (else pymatgen's, per type).
+    fast_order_params: the order parameters from order_params.py (else pymatgen's, per type);
+    fast_voronoi: the shared cells from arrays (voronoi.py, the same cells bit for bit) rather
+    than from pymatgen's neighbour objects (`shared_polyhedra`).
     """
     import numpy as np
 
     from ..structures import StructureError
+    from . import voronoi
 
     fingerprint = featurizer()
     if not shared:
@@ -300,7 +305,8 @@ def site_fingerprints(structure, shared: bool = True, fast_order_params: bool = 
     featurize = functools.partial(_featurize, fingerprint) if fast_order_params and \
         fingerprint.chem_info is None else fingerprint.featurize
     try:
-        cells = shared_polyhedra(structure, fingerprint.cnn.search_cutoff)
+        polyhedra = voronoi.polyhedra if fast_voronoi else shared_polyhedra
+        cells = polyhedra(structure, fingerprint.cnn.search_cutoff)
     except StructureError:  # the caller's time limit
         raise
     except Exception:  # noqa: BLE001 - qhull on degenerate input: every site takes pymatgen's path
@@ -309,6 +315,7 @@ def site_fingerprints(structure, shared: bool = True, fast_order_params: bool = 
         return np.array([featurize(structure, i) for i in range(len(structure))])
 
 
-def structure_fingerprint(structure, shared: bool = True, fast_order_params: bool = True):
+def structure_fingerprint(structure, shared: bool = True, fast_order_params: bool = True,
+                          fast_voronoi: bool = True):
     """CDVAE's structure fingerprint: the plain mean of the site fingerprints (61 numbers)."""
-    return site_fingerprints(structure, shared, fast_order_params).mean(axis=0)
+    return site_fingerprints(structure, shared, fast_order_params, fast_voronoi).mean(axis=0)

@@ -31,6 +31,7 @@ class RecordSettings:
     symprec: float = 0.1  # spglib tolerance of the symmetry statistics
     shared_voronoi: bool = True  # one tessellation per structure (crystalnn.py); False: matminer's own path
     fast_order_params: bool = True  # order_params.py (same numbers, bit for bit); False: pymatgen's per type
+    fast_voronoi: bool = True  # shared cells from arrays (voronoi.py, same bits); False: pymatgen's neighbours
     parse_seconds: float = 10.0
     fingerprint_seconds: float = 300.0  # a structure whose CrystalNN fingerprint takes longer is invalid
 
@@ -129,7 +130,8 @@ def _fingerprints(structure, record: dict, settings: RecordSettings) -> None:
         record["comp_fp"] = magpie().featurize(structure.composition)
         with time_limit(settings.fingerprint_seconds):
             record["struct_fp"] = crystalnn.structure_fingerprint(structure, settings.shared_voronoi,
-                                                                       settings.fast_order_params)
+                                                                       settings.fast_order_params,
+                                                                       settings.fast_voronoi)
     except StructureError:  # time_limit's; nothing on the fingerprint's path catches it
         record.update(comp_fp=None, struct_fp=None, fp_reason="fingerprint_timeout",
                       fp_message=f"CrystalNN took more than {settings.fingerprint_seconds:g} s")
