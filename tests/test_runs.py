@@ -10,6 +10,7 @@ import time
 import pandas as pd
 import pytest
 
+from conftest import ROOT
 from orchestrator import models
 from orchestrator.atomic import atomic_open, write_text
 from orchestrator.collect import collect
@@ -159,6 +160,27 @@ def test_a_killed_write_leaves_no_partial_file(tmp_path):
     assert target.read_text() == '{"old": true}'
     leftovers = [p.name for p in tmp_path.iterdir() if p.name != "data.json"]
     assert all(name.endswith(".tmp") for name in leftovers) and len(leftovers) <= 1  # only the SIGKILLed one
+
+
+def test_atomic_writes_follow_the_umask_not_mkstemps_0600(tmp_path):
+    """Results on a cluster's project space must be readable by the project's group."""
+    import stat
+
+    from orchestrator.atomic import umask
+
+    helper = tmp_path / "helper.py"
+    helper.write_text("import sys\nsys.path.insert(0, %r)\nimport gencsp_helper as g\ng.atomic_write(sys.argv[1], 'x')\n"
+                      % str(ROOT / "containers" / "common"))
+    for mask in (0o022, 0o007):
+        previous = os.umask(mask)
+        try:
+            assert umask() == mask
+            write_text(tmp_path / "ours.txt", "x")
+            subprocess.run([sys.executable, str(helper), str(tmp_path / "theirs.txt")], check=True)
+        finally:
+            os.umask(previous)
+        for name in ("ours.txt", "theirs.txt"):
+            assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o666 & ~mask, name
 
 
 def test_run_requires_run_json(tmp_path):

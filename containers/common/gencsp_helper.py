@@ -43,6 +43,15 @@ class ContractError(Exception):
     """The request does not follow the contract."""
 
 
+def _umask():
+    mask = os.umask(0o022)  # read at import, before any thread exists
+    os.umask(mask)
+    return mask
+
+
+UMASK = _umask()
+
+
 def now_iso():
     return datetime.datetime.now(datetime.timezone.utc).isoformat()
 
@@ -54,6 +63,7 @@ def atomic_write(path, data):
         os.makedirs(directory)
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
     try:
+        os.fchmod(fd, 0o666 & ~UMASK)  # not mkstemp's 0600: results are read by a project's group
         with os.fdopen(fd, "wb") as handle:
             handle.write(data.encode("utf-8") if isinstance(data, str) else data)
             handle.flush()
