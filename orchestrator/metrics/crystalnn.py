@@ -136,6 +136,8 @@ def shared_polyhedra(structure, cutoff: float = SEARCH_CUTOFF) -> dict[int, dict
     import numpy as np
     from scipy.spatial import Voronoi
 
+    from . import voronoi
+
     index: dict[tuple, int] = {}
     sites: list = []
     for site in structure:
@@ -153,11 +155,7 @@ def shared_polyhedra(structure, cutoff: float = SEARCH_CUTOFF) -> dict[int, dict
         if root is None:
             continue
         rows = np.flatnonzero((ridge_points[:, 0] == root) | (ridge_points[:, 1] == root)).tolist()
-        used = sorted({v for row in rows for v in voro.ridge_vertices[row]})
-        if not rows or -1 in used:
-            continue
-        reach = np.sqrt(((voro.vertices[used] - sites[root].coords) ** 2).sum(axis=1)).max()
-        if not reach < cutoff / 2 - 1e-6:
+        if not voronoi.accepted(voro, sites[root].coords, rows, cutoff):
             continue
         cell = _cell(voro, rows, root, sites)
         if cell is not None:

@@ -202,14 +202,18 @@ def _bent(geometry, p):
     return total / weight if weight > 1e-12 else None
 
 
+def _every_pair(geometry, gauss, term):
+    """The "_max" value when every (j, k) pair adds its Gaussian and every m term its `term`."""
+    return _largest(geometry, *_accumulate(geometry, (gauss * geometry.pairs, geometry.pairs),
+                                           [(_scatter(geometry, term), geometry.m_terms)]))
+
+
 def _target_angle(geometry, p):  # tri_plan_max, tet_max
     if geometry.n < 2:
         return None
     gauss = geometry.gauss("target", p["IGW_TA"], p["TA"])
     j, k, m = geometry.where
-    term = gauss[j, m] * geometry.cos_power(p["fac_AA"], p["exp_cos_AA"])
-    return _largest(geometry, *_accumulate(geometry, (gauss * geometry.pairs, geometry.pairs),
-                                           [(_scatter(geometry, term), geometry.m_terms)]))
+    return _every_pair(geometry, gauss, gauss[j, m] * geometry.cos_power(p["fac_AA"], p["exp_cos_AA"]))
 
 
 def _pent_plan(geometry, p):
@@ -218,9 +222,7 @@ def _pent_plan(geometry, p):
     gauss = geometry.gauss("pent", p["IGW_TA"], p["TA"])
     j, k, m = geometry.where
     cos = geometry.cos_power(1, 1)
-    term = gauss[j, m] * cos * cos
-    return _largest(geometry, *_accumulate(geometry, (gauss * geometry.pairs, geometry.pairs),
-                                           [(_scatter(geometry, term), geometry.m_terms)]))
+    return _every_pair(geometry, gauss, gauss[j, m] * cos * cos)
 
 
 def _pyramid(geometry, p):  # T, tri_pyr, sq_pyr, pent_pyr, hex_pyr
@@ -228,9 +230,7 @@ def _pyramid(geometry, p):  # T, tri_pyr, sq_pyr, pent_pyr, hex_pyr
         return None
     gauss = geometry.gauss("equator", p["IGW_EP"])
     j, k, m = geometry.where
-    term = geometry.cos_power(p["fac_AA"], p["exp_cos_AA"]) * gauss[j, m]
-    return _largest(geometry, *_accumulate(geometry, (gauss * geometry.pairs, geometry.pairs),
-                                           [(_scatter(geometry, term), geometry.m_terms)]))
+    return _every_pair(geometry, gauss, geometry.cos_power(p["fac_AA"], p["exp_cos_AA"]) * gauss[j, m])
 
 
 def _polar(geometry, p, typ):  # see_saw_rect, *_bipyr, oct_max, sq_plan_max, hex_plan_max

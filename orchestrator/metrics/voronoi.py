@@ -20,8 +20,8 @@ face statistics of each cell ridge by ridge. `polyhedra` gives the same cells:
   elementwise loop, as on a scalar), and the sums over a face's triangles accumulated column
   by column in pymatgen's order (never numpy's pairwise `sum`).
 
-The rule that accepts a cell (bounded, every vertex within cutoff / 2 - 1e-6 of the site) is
-`crystalnn.shared_polyhedra`'s, with the same numpy calls; sites outside it take pymatgen's
+The rule that accepts a cell (`accepted`: bounded, every vertex within cutoff / 2 - 1e-6 of the
+site) is the one `crystalnn.shared_polyhedra` applies too; sites outside it take pymatgen's
 per-site path as before.
 """
 
@@ -91,8 +91,9 @@ def _faces(voro, n_points: int, roots: dict[int, int]) -> list[list[int]]:
     return stacked[np.lexsort((stacked[:, 1], stacked[:, 0]))].tolist()
 
 
-def _accepted(voro, center, rows: list[int], cutoff: float) -> bool:
-    """crystalnn.shared_polyhedra's rule: a bounded cell within cutoff / 2 of its site."""
+def accepted(voro, center, rows: list[int], cutoff: float) -> bool:
+    """The cell (ridge `rows` of `voro`) of the site at `center` equals pymatgen's per-site cell:
+    bounded, every vertex within cutoff / 2 of the site (crystalnn's docstring says why)."""
     import numpy as np
 
     used = sorted({v for row in rows for v in voro.ridge_vertices[row]})
@@ -178,9 +179,9 @@ def polyhedra(structure, cutoff: float) -> dict[int, dict]:
     by_site: dict[int, list[tuple[int, int]]] = {}
     for n, row, other in _faces(voro, len(cart), roots):
         by_site.setdefault(n, []).append((row, other))
-    accepted = [n for n in sorted(by_site)
-                if _accepted(voro, cart[roots[n]], [row for row, _ in by_site[n]], cutoff)]
-    listed = [(n, row, other) for n in accepted for row, other in by_site[n]]
+    shared_sites = [n for n in sorted(by_site)
+                    if accepted(voro, cart[roots[n]], [row for row, _ in by_site[n]], cutoff)]
+    listed = [(n, row, other) for n in shared_sites for row, other in by_site[n]]
     if not listed:
         return {}
     faces = [voro.ridge_vertices[row] for _, row, _ in listed]
@@ -190,7 +191,7 @@ def polyhedra(structure, cutoff: float) -> dict[int, dict]:
     targets = structure.elements
     keep = {int(i): structure[int(i)].specie in targets for i in np.unique(indices)}
     neighbours: dict[int, object] = {}
-    cells: dict[int, dict] = {n: {} for n in accepted}
+    cells: dict[int, dict] = {n: {} for n in shared_sites}
     for f, (n, _, other) in enumerate(listed):
         if not keep[int(indices[other])]:
             continue
