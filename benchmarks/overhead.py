@@ -4,7 +4,8 @@
 
 The model's session time is the span between the manifest's runtime start and end
 (written by the helper inside the container); everything else — container creation,
-interpreter start, imports, mounts, validation — is overhead.
+interpreter start, imports, mounts, validation, the shard's table and state — is overhead
+(the shard runs through `executors.local.process_shard`, as in a bench).
 """
 
 from __future__ import annotations
@@ -17,12 +18,11 @@ import time
 from pathlib import Path
 
 from orchestrator import models
-from orchestrator.executors.local import ShardPolicy
+from orchestrator.executors.local import ShardPolicy, process_shard
 from orchestrator.plan import plan
-from orchestrator.prevalidate import Prevalidator
 from orchestrator.runs import RunConfig
-from orchestrator.runtimes import get_runtime, run_shard
-from orchestrator.validate import Limits, validate_shard
+from orchestrator.runtimes import get_runtime
+from orchestrator.validate import load_manifest
 from schemas import Task
 
 
@@ -32,15 +32,12 @@ def one_shard(runtime, card, samples: int, root: Path, seed: int) -> tuple[float
                        shard_size=samples, seed=seed)
     run, _ = plan(config, card, root)
     shard = run.shards()[0]
-    shard.reset_output()
     start = time.monotonic()
-    with Prevalidator(shard.out_dir, Limits()) as early:  # as executors/local.py: parse while the model runs
-        result = run_shard(runtime, shard, card, timeout=ShardPolicy.timeout_for_samples(card, samples))
-    report = validate_shard(shard.out_dir, shard.request(), Limits(), early.parsed)
+    state = process_shard(shard, runtime, card, ShardPolicy())  # the executor's own path, table included
     total = time.monotonic() - start
-    assert result.ok, result
-    span = report.manifest.runtime.end - report.manifest.runtime.start
-    return total, span.total_seconds()
+    assert state["status"] == "done" and state["exit_code"] == 0, state
+    runtime_info = load_manifest(shard.out_dir).runtime
+    return total, (runtime_info.end - runtime_info.start).total_seconds()
 
 
 def main() -> None:
