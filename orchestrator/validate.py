@@ -17,7 +17,8 @@ from schemas import CONTRACT_VERSION, Manifest, SampleRecord, SampleRequest, Sta
 from schemas.errors import format_errors
 
 from .errors import GencspError
-from .structures import DEFAULT_MAX_ATOMS, DEFAULT_PARSE_SECONDS, StructureError, read_structure
+from .parse_pool import read_structure_bounded
+from .structures import DEFAULT_MAX_ATOMS, DEFAULT_PARSE_SECONDS, StructureError
 
 MANIFEST = "manifest.json"
 ACCEPTED, REJECTED = "accepted", "rejected"
@@ -141,7 +142,7 @@ def check_wyckoff(description) -> None:
 
 
 def _structure(text: str, raw: bytes, limits: Limits, parsed: dict | None):
-    """read_structure, or the outcome of an earlier parse of the very same bytes (prevalidate.py)."""
+    """read_structure (in a worker process, with its time limit), or the outcome of an earlier parse of the very same bytes (prevalidate.py)."""
     if parsed:
         from .prevalidate import content_key
 
@@ -150,7 +151,7 @@ def _structure(text: str, raw: bytes, limits: Limits, parsed: dict | None):
             raise outcome
         if outcome is not None:
             return outcome
-    return read_structure(text, limits.parse_seconds, limits.max_atoms)
+    return read_structure_bounded(text, limits.parse_seconds, limits.max_atoms)
 
 
 def check_record(record: SampleRecord, out_dir: Path, target, limits: Limits, parsed: dict | None = None) -> dict:
