@@ -26,7 +26,7 @@ MINI = ["mini-00-SrTiO3", "mini-01-CsCl", "mini-02-Li2O", "mini-03-Si", "mini-04
 
 def shard_out(tmp_path, records, files, complete=True):
     out = tmp_path / "out"
-    out.mkdir(exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     for relative, text in files.items():
         (out / relative).parent.mkdir(parents=True, exist_ok=True)
         (out / relative).write_text(text)

@@ -100,10 +100,22 @@ def cmd_bench(args) -> int:
     if args.detach:
         out.print(f"submitted; follow with `gencsp status {run.path}`", highlight=False)
         return 0
-    frame = collect(run)
-    print_summary(run, frame)
-    evaluate_stage(run, card, args)
+    with run_stage_lock(run):  # one process at a time writes the run's table and metrics
+        frame = collect(run)
+        print_summary(run, frame)
+        evaluate_stage(run, card, args)
     return 0
+
+
+def run_stage_lock(run):
+    """The run's lock, for the stages after the shards; waits (saying so) while another process holds it."""
+    from ..console import err
+    from ..locks import describe, run_lock
+
+    lock = run_lock(run.path.parent, run.path.name)
+    lock.acquire(on_wait=lambda holder: err.print(f"waiting for {describe(holder)}, which holds run {run.path.name}",
+                                                  highlight=False))
+    return lock
 
 
 def profile_overrides(pairs: list[str] | None) -> dict:

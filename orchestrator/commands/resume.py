@@ -70,7 +70,10 @@ def cmd_resume(args) -> int:
             return 0
     elif unfinished:
         resume_local(run, card, args)
-    print_summary(run, collect(run))
+    from .bench import run_stage_lock
+
+    with run_stage_lock(run):
+        print_summary(run, collect(run))
     failed = [s.index for s in run.shards() if s.status == State.failed]
     if failed:  # they count against the model, as rejected samples
         out.print(f"{len(failed)} shard(s) failed: {', '.join(map(str, failed))} (`gencsp status {run.path}`)",
