@@ -138,7 +138,8 @@ class FileLock:
         self.token = None
 
     def __enter__(self) -> FileLock:
-        self.acquire()
+        if self.token is None:  # not taken already (acquire(on_wait=...) then `with lock:`)
+            self.acquire()
         return self
 
     def __exit__(self, *exc) -> None:

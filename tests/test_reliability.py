@@ -14,9 +14,9 @@ import hostile
 from conftest import MIRROR, ROOT, nacl_cif, slow_cif
 from orchestrator.cli import build_parser, main
 from orchestrator.collect import collect
-from orchestrator.executors.local import ShardPolicy, process_shard, run_shards
+from orchestrator.executors.local import ShardPolicy, process_shard
 from orchestrator.plan import plan
-from orchestrator.runs import RunConfig, State
+from orchestrator.runs import RunConfig
 from orchestrator.runtimes.local import LocalRuntime
 from orchestrator.validate import Limits, ManifestError, validate_shard
 from schemas import SampleRequest, Target, Task

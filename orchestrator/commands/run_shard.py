@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .values import non_negative_int, positive_seconds
+
 
 def register(sub) -> None:
     parser = sub.add_parser("run-shard", help="run, validate and record one shard of a run")
     parser.add_argument("run", type=Path)
-    parser.add_argument("index", type=int)
+    parser.add_argument("index", type=non_negative_int)
     parser.add_argument("--runtime", default="auto", choices=("auto", "docker", "apptainer", "local"))
-    parser.add_argument("--timeout", type=float)
+    parser.add_argument("--timeout", type=positive_seconds)
     parser.add_argument("--gpu", action="store_true")
     parser.add_argument("--force", action="store_true", help="redo the shard even if it is done")
     parser.set_defaults(func=cmd_run_shard)

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .values import non_negative_int, positive_int, positive_seconds
+
 
 def register(sub) -> None:
     parser = sub.add_parser("train", help="train a model without public weights (cdvae, wyckoff_diffusion)")
     parser.add_argument("--model", required=True)
     parser.add_argument("--dataset", required=True)
     parser.add_argument("--runtime", default="auto", choices=("auto", "docker", "apptainer", "local"))
-    parser.add_argument("--epochs", type=int, help="maximum epochs (default: the upstream's)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epochs", type=positive_int, help="maximum epochs (default: the upstream's)")
+    parser.add_argument("--seed", type=non_negative_int, default=0)
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda")
     parser.add_argument("--option", action="append", metavar="KEY=VALUE", help="model option (repeatable)")
-    parser.add_argument("--timeout", type=float, help="seconds before the training is stopped")
+    parser.add_argument("--timeout", type=positive_seconds, help="seconds before the training is stopped")
     parser.add_argument("--train-dir", type=Path, help="trains folder (default: ./trains or $GENCSP_TRAINS)")
     parser.set_defaults(func=cmd_train)
 

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .values import positive_int, positive_seconds
+
 
 def register(sub) -> None:
     parser = sub.add_parser("validate", help="check a model's manifest and files")
     parser.add_argument("out_dir", type=Path, help="the folder the model wrote (holding manifest.json)")
     parser.add_argument("--request", type=Path, help="request.json to check answers against (default: ../request.json)")
     parser.add_argument("--table", type=Path, help="where to write the rows (default: beside OUT_DIR)")
-    parser.add_argument("--max-atoms", type=int, default=1000)
-    parser.add_argument("--parse-seconds", type=float, default=10.0)
+    parser.add_argument("--max-atoms", type=positive_int, default=1000)
+    parser.add_argument("--parse-seconds", type=positive_seconds, default=10.0)
     parser.set_defaults(func=cmd_validate)
 
 
