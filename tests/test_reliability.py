@@ -192,7 +192,7 @@ def test_evaluate_refuses_inputs_that_would_give_wrong_numbers(tmp_path):
     doubled_no_index = _csv(tmp_path / "doubled2.csv", [("a", cif), ("b", cif)] * 2, ("target_id", "cif"))
     words = _csv(tmp_path / "words.csv", [("a", "first", cif)], ("target_id", "sample_index", "cif"))
     seconds = _csv(tmp_path / "seconds.csv", [("a", 0, cif, "fast")], ("target_id", "sample_index", "cif", "seconds"))
-    with pytest.raises(InputError, match=r"ref\.csv.*material_id 'a' appears 2 times"):
+    with pytest.raises(InputError, match=r"twice\.csv.*material_id 'a' appears 2 times"):
         from_files(predictions, "csp", str(twice), "perovskite")
     for path in (doubled, doubled_no_index):
         with pytest.raises(InputError, match=r"doubled2?\.csv.*row 3 repeats"):
@@ -205,8 +205,8 @@ def test_evaluate_refuses_inputs_that_would_give_wrong_numbers(tmp_path):
 
 
 def test_a_reference_of_unreadable_cifs_is_an_error(tmp_path):
-    from orchestrator.metrics import evaluate
     from orchestrator.metrics.context import Settings
+    from orchestrator.metrics.evaluate import evaluate
     from orchestrator.metrics.inputs import InputError, from_files
 
     reference = _csv(tmp_path / "ref.csv", [("a", "not a cif"), ("b", "data_x\n")])

@@ -23,6 +23,7 @@ def cmd_run_shard(args) -> int:
     from ..console import out
     from ..errors import GencspError
     from ..executors.local import ShardPolicy, process_shard
+    from ..locks import LockBusy
     from ..runs import Run, Shard, State
     from ..runtimes import get_runtime
 
@@ -36,6 +37,10 @@ def cmd_run_shard(args) -> int:
     card = models.get(run.config.model)
     checkpoint = Path(run.config.checkpoint) if run.config.checkpoint else None
     policy = ShardPolicy(timeout=args.timeout, gpu=args.gpu, checkpoint=checkpoint)
-    state = process_shard(shard, get_runtime(args.runtime), card, policy)
+    try:
+        state = process_shard(shard, get_runtime(args.runtime), card, policy, redo=args.force)
+    except LockBusy as exc:  # another process runs it: it records the outcome
+        out.print(f"{exc}; left to it", highlight=False)
+        return 0
     out.print(f"shard {args.index}: {state['status']} {state.get('counts') or state.get('error')}", highlight=False)
     return 0 if state["status"] == State.done else 3

@@ -35,15 +35,19 @@ class ShardPolicy:
         return 120 + 3 * card.resources.seconds_per_sample * samples
 
 
-def process_shard(shard: Shard, runtime: Runtime, card: ModelCard, policy: ShardPolicy) -> dict:
+def process_shard(shard: Shard, runtime: Runtime, card: ModelCard, policy: ShardPolicy,
+                  redo: bool = False) -> dict:
     """Run one shard from a clean output folder, validate what it wrote, and record the outcome.
 
-    Under the shard's lock: LockBusy when another process runs it now (nothing is touched).
+    Under the shard's lock: LockBusy when another process runs it now, or finished it since
+    the caller looked (nothing is touched). `redo`: run it even if it is done.
     """
     lock = shard_lock(shard.path)
     if not lock.try_acquire():
         raise LockBusy(f"shard {shard.index} is being run by {describe(lock.holder())}")
     try:
+        if shard.status == State.done and not redo:
+            raise LockBusy(f"shard {shard.index} was finished by another process")
         return _process(shard, runtime, card, policy)
     finally:
         lock.release()
