@@ -277,8 +277,10 @@ def test_a_fifo_named_cif_never_blocks_the_background_parser(tmp_path):
     assert not worker.is_alive() and len(pre.parsed) == 1
 
 
-def test_replay_indexes_its_source_split_once(tmp_path, monkeypatch):
-    """CSP for many formulas reads each row of the split at most once, not once per formula."""
+@pytest.mark.parametrize("formula_column", [False, True])
+def test_replay_indexes_its_source_split_once(tmp_path, monkeypatch, formula_column):
+    """CSP for many formulas reads each row of the split at most once, not once per formula
+    (with a formula column, only the rows of the requested formulas)."""
     import importlib
 
     monkeypatch.syspath_prepend(str(ROOT / "containers" / "common"))
@@ -288,7 +290,8 @@ def test_replay_indexes_its_source_split_once(tmp_path, monkeypatch):
     import gencsp_helper as g
 
     source = pd.read_csv(MIRROR / "perov_5" / "val.csv", nrows=300)
-    source[["material_id", "cif"]].to_csv(tmp_path / "train.csv", index=False)
+    source[["material_id", "cif", "formula"] if formula_column else ["material_id", "cif"]].to_csv(
+        tmp_path / "train.csv", index=False)
     from pymatgen.core import Composition, Structure
 
     formulas = list(dict.fromkeys(source["formula"]))[:8]
@@ -312,5 +315,5 @@ def test_replay_indexes_its_source_split_once(tmp_path, monkeypatch):
     session = g.Session(str(tmp_path / "request.json"), str(tmp_path / "out"), {"name": "replay"})
     session.data_path = lambda split: str(tmp_path / "train.csv")
     adapter.sample(session)
-    assert len(calls) <= len(source)
+    assert len(calls) <= (source["formula"].isin(formulas).sum() if formula_column else len(source))
     assert sum(1 for r in session.records.values() if r["status"] == "ok") == len(formulas)
