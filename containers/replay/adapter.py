@@ -32,7 +32,7 @@ def generate(session, rows):
             slot.cif(rows[rng.randrange(len(rows))][1])
 
 
-class FormulaIndex(object):
+class FormulaIndex:
     """The split's rows by reduced formula, built once: each CIF is parsed at most once.
 
     With a formula column (perov_5, mp_20) only the rows of a requested formula are parsed;
@@ -48,7 +48,7 @@ class FormulaIndex(object):
         from pymatgen.core import Composition
 
         self.by_formula = {}
-        for k, (_, cif, formula) in enumerate(self.rows):
+        for k, (_, _, formula) in enumerate(self.rows):
             try:
                 key = Composition(formula).reduced_formula if formula else self._parse(k)[0]
             except Exception:  # an unreadable row of the split is simply not a candidate
