@@ -104,6 +104,35 @@ class Variant(Strict):
     build_args: dict[str, str] = Field(default_factory=dict)
 
 
+class E2ETrain(Strict):
+    """Smoke-scale training of `gencsp e2e` (this machine has no train splits: val, minus a held-out tail)."""
+
+    split: str = "val"
+    limit: int | None = Field(default=None, ge=2)
+    epochs: int | None = Field(default=None, ge=1)
+    timeout_minutes: float | None = Field(default=None, gt=0)
+    init_only: bool = Field(default=False, description="No training: seeded random weights (a pipeline check).")
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class E2EBench(Strict):
+    task: Task
+    split: str = "test"
+    limit: int | None = Field(default=None, ge=1)
+    samples_per_target: int = Field(default=1, ge=1)
+    num_samples: int | None = Field(default=None, ge=1)
+    batch_size: int | None = Field(default=None, ge=1)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class E2E(Strict):
+    """`make e2e MODEL=name`: build the CPU image, train at smoke scale (or not), bench, report."""
+
+    dataset: str = "perov_5"
+    train: E2ETrain | None = None
+    bench: list[E2EBench] = Field(min_length=1)
+
+
 class ModelCard(Strict):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     description: str
@@ -125,6 +154,7 @@ class ModelCard(Strict):
     image: str | None = Field(default=None, description="Image name; defaults to gencsp/<name>.")
     variants: dict[str, Variant] = Field(default_factory=dict,
                                          description="Builds of the image (cpu, cuda); none: one image.")
+    e2e: E2E | None = Field(default=None, description="The smoke-scale end-to-end recipe of `gencsp e2e`.")
 
     @model_validator(mode="after")
     def _wyckoff_needs_group(self) -> ModelCard:
