@@ -42,9 +42,9 @@ def recipe(card: ModelCard):
 def ensure_built(card: ModelCard, variant: str | None, runtime: str, result: E2EResult, mirror) -> None:
     if runtime != "docker":
         return
-    from . import images
+    from . import images, models
 
-    tagged = card.with_variant(variant)
+    tagged = models.variant_card(card, variant)
     if images.image_exists(images.client(), tagged.image_name):
         result.stage("build", 0.0, note=f"{tagged.image_name} already built (not timed)")
         return
@@ -55,6 +55,7 @@ def ensure_built(card: ModelCard, variant: str | None, runtime: str, result: E2E
 
 
 def train_stage(card: ModelCard, variant: str | None, runtime: str, result: E2EResult, train_dir: Path | None):
+    from . import models
     from .runtimes import get_runtime
     from .train import TrainConfig, TrainError, train
 
@@ -66,7 +67,7 @@ def train_stage(card: ModelCard, variant: str | None, runtime: str, result: E2ER
                          options=options, split=spec.split, limit=spec.limit, variant=variant)
     timeout = spec.timeout_minutes * 60 if spec.timeout_minutes else None
     start = time.monotonic()
-    record = train(config, card.with_variant(variant), get_runtime(runtime), train_dir, timeout=timeout)
+    record = train(config, models.variant_card(card, variant), get_runtime(runtime), train_dir, timeout=timeout)
     if record["state"] != "done":
         from .runtimes.base import log_tail
 

@@ -195,9 +195,11 @@ def build(model: str, base: str | None = None, build_args: dict[str, str] | None
     if not (models.folder(model) / "Dockerfile").is_file():
         raise ImageError(f"{models.folder(model)}/Dockerfile: missing")
     variant = variant if variant is not None else default_variant(card)
-    tagged = card.with_variant(variant)
+    tagged = models.variant_card(card, variant)
     mirror = upstream.mirror_dir(upstream_mirror)
     sources = upstream.resolve(card, mirror)
+    if mirror is None and sources and not (build_args or {}).get("GITHUB"):
+        upstream.probe(card, sources)  # seconds, not after an hour of compiled layers
     key = registry_key(card, variant)
     c = client()
     log_path = paths.home() / "images" / f"{key.replace(':', '-')}.build.log"
@@ -342,7 +344,7 @@ def _consume(stream, log_path: Path | None, on_line) -> tuple[str | None, list[s
 
 def image_id(model: str, variant: str | None = None) -> str:
     """The local image id (sha256 digest) of a model's image; never pulls."""
-    card = models.get(model).with_variant(variant)
+    card = models.variant_card(models.get(model), variant)
     c = client()
     if not image_exists(c, card.image_name):
         raise ImageError(f"image {card.image_name} is not built here; run `gencsp build {model}"

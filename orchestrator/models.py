@@ -62,3 +62,11 @@ def for_run(info: dict) -> ModelCard:
     card = get(info["config"]["model"])
     variant = info.get("variant")
     return card.with_variant(variant) if variant in card.variants else card
+
+
+def variant_card(card: ModelCard, variant: str | None) -> ModelCard:
+    """The card naming one variant's image; an unknown variant is a ModelError listing the known ones."""
+    try:
+        return card.with_variant(variant)
+    except ValueError as exc:
+        raise ModelError(str(exc)) from exc

@@ -122,3 +122,29 @@ def resolve(card: ModelCard, mirror: Path | None) -> list[Resolved]:
                 "fix the pin in its model.yaml or add the archive to the mirror")
         resolved.append(Resolved(repo_slug, commit, arg, path, check_archive(path, commit)))
     return resolved
+
+
+def probe(card: ModelCard, resolved: list[Resolved], base: str = GITHUB, timeout: float = 10) -> None:
+    """Fail within seconds, before any layer is built, when GitHub cannot serve a pinned archive."""
+    import urllib.error
+    import urllib.request
+
+    for source in resolved:
+        url = f"{base}/{source.relpath}"
+        try:
+            urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout).close()
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                raise UpstreamError(f"{source.slug} has no commit {source.commit} ({url} answered 404): fix the pin "
+                                    f"in containers/{card.name}/model.yaml") from exc
+            raise UpstreamError(unreachable(card.name, url, f"HTTP status {exc.code}")) from exc
+        except (OSError, ValueError) as exc:
+            raise UpstreamError(unreachable(card.name, url, str(getattr(exc, "reason", exc)))) from exc
+
+
+def unreachable(model: str, url: str, why: str) -> str:
+    """The message of common/fetch_upstream.sh, given before the build starts."""
+    return (f"GitHub is unreachable from this build ({url}: {why}).\n"
+            f"build gencsp/{model} where github.com is reachable (a workstation or a cluster login node):\n"
+            f"  gencsp build {model}   then move it with docker save / docker load, or as a SIF (gencsp sif {model}).\n"
+            f"or give a mirror of the archives: gencsp build {model} --upstream DIR ({MIRROR_ENV}).")

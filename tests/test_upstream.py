@@ -141,3 +141,23 @@ def test_fetch_of_a_commit_that_does_not_exist_says_so(served, tmp_path):
     assert f"owner/repo has no commit {'d' * 40}" in proc.stderr and "answered 404" in proc.stderr
     assert "containers/toy/model.yaml" in proc.stderr and "unreachable" not in proc.stderr
     assert not (tmp_path / "record" / "upstream.tsv").exists()
+
+
+def test_without_a_mirror_an_unreachable_github_stops_the_build_within_seconds():
+    import time
+
+    card = models.get("cdvae")
+    start = time.monotonic()
+    with pytest.raises(UpstreamError) as info:
+        upstream.probe(card, upstream.resolve(card, None), base="http://127.0.0.1:9")  # a closed port
+    assert time.monotonic() - start < 15
+    message = str(info.value)
+    assert "GitHub is unreachable" in message and "gencsp build cdvae" in message and "--upstream DIR" in message
+    assert "txie-93/cdvae/archive/f857f598d6f6cca5dc1ea0582d228f12dcc2c2ea.tar.gz" in message
+
+
+def test_without_a_mirror_a_pin_github_lacks_is_named(served):
+    _, url = served  # serves nothing: every archive answers 404
+    card = models.get("gan")
+    with pytest.raises(UpstreamError, match="MilesZhao/PGCGM has no commit ab38ec6e.*answered 404"):
+        upstream.probe(card, upstream.resolve(card, None), base=url)

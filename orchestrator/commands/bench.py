@@ -87,7 +87,7 @@ def cmd_bench(args) -> int:
 
     base = models.get(args.model)
     variant = args.variant or base.variant_for(args.device)
-    card = base.with_variant(variant)
+    card = models.variant_card(base, variant)
     config = config_from(args)
     run, resumed = plan(config, card, args.run_dir or paths.runs_dir())
     out.print(f"{'resuming' if resumed else 'created'} run {run.path}", highlight=False)

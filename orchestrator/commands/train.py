@@ -34,7 +34,7 @@ def cmd_train(args) -> int:
 
     base = models.get(args.model)
     variant = args.variant or base.variant_for(args.device)
-    card = base.with_variant(variant)
+    card = models.variant_card(base, variant)
     config = TrainConfig(model=args.model, dataset=args.dataset, seed=args.seed, device=args.device,
                          max_epochs=args.epochs, options=parse_options(args.option), split=args.split,
                          limit=args.limit, variant=variant)
