@@ -14,7 +14,7 @@ def register(sub) -> None:
     parser.add_argument("--split", default="train",
                         help="split to train on (default train; val where the train split is not at hand: its "
                              "last rows are held out for the trainer's validation, test is never touched)")
-    parser.add_argument("--limit", type=int, help="train on the first N rows of the split (smoke scale)")
+    parser.add_argument("--limit", type=positive_int, help="train on the first N rows of the split (smoke scale)")
     parser.add_argument("--variant", help="image variant (default: the one built for --device)")
     parser.add_argument("--runtime", default="auto", choices=("auto", "docker", "apptainer", "local"))
     parser.add_argument("--epochs", type=positive_int, help="maximum epochs (default: the upstream's)")
