@@ -317,3 +317,38 @@ def test_replay_indexes_its_source_split_once(tmp_path, monkeypatch, formula_col
     adapter.sample(session)
     assert len(calls) <= (source["formula"].isin(formulas).sum() if formula_column else len(source))
     assert sum(1 for r in session.records.values() if r["status"] == "ok") == len(formulas)
+
+
+def test_the_alarm_limit_survives_pymatgens_catch_per_data_block():
+    """parse_cif in a main thread (evaluation workers): a timeout, not a parse error after every block."""
+    from orchestrator.structures import StructureError, parse_cif
+
+    start = time.monotonic()
+    with pytest.raises(StructureError) as info:
+        parse_cif(slow_cif(), seconds=1.0)
+    assert info.value.reason == "timeout" and time.monotonic() - start < 4
+
+
+def test_locks_are_taken_over_only_from_dead_holders(tmp_path, monkeypatch):
+    from orchestrator import locks
+
+    lock = locks.FileLock(tmp_path / "x.lock", "thing")
+    assert lock.try_acquire()
+    other = locks.FileLock(tmp_path / "x.lock", "thing")
+    assert not other.try_acquire() and other.holder()["pid"] == os.getpid()  # a live holder keeps it
+    lock.release()
+    assert not (tmp_path / "x.lock").exists()
+    # a holder on this host that died (a pid that ran and ended)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (tmp_path / "x.lock").write_text(json.dumps({"host": __import__("socket").gethostname(),
+                                                 "pid": int(dead.stdout), "token": "t1"}))
+    assert other.try_acquire()
+    other.release()
+    # another host: stale once its heartbeat has not moved for STALE_AFTER seconds of our clock
+    (tmp_path / "x.lock").write_text(json.dumps({"host": "node-elsewhere", "pid": 1, "token": "t2"}))
+    monkeypatch.setattr(locks, "STALE_AFTER", 0.5)
+    waiter = locks.FileLock(tmp_path / "x.lock", "thing")
+    assert not waiter.try_acquire()  # a fresh heartbeat
+    time.sleep(0.7)
+    assert waiter.try_acquire() and json.loads((tmp_path / "x.lock").read_text())["token"] == waiter.token
+    waiter.release()
