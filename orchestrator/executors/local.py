@@ -63,12 +63,12 @@ def _process(shard: Shard, runtime: Runtime, card: ModelCard, policy: ShardPolic
                "runtime_failure": result.runtime_failure, "timed_out": result.timed_out}
     try:
         report = validate_shard(shard.out_dir, shard.request(), policy.limits, early.parsed)
+        if result.timed_out:  # the samples it never wrote were cut by the time limit
+            for row in report.rows:
+                if row["reason"] == "missing_record":
+                    row.update(reason="timeout", message=f"{result.runtime_failure} before the model produced it")
         frame = report.frame()
         frame.insert(0, "shard", shard.index)
-        if result.timed_out:  # the samples it never wrote were cut by the time limit
-            missing = frame["reason"] == "missing_record"
-            frame.loc[missing, "reason"] = "timeout"
-            frame.loc[missing, "message"] = f"{result.runtime_failure} before the model produced it"
         write_parquet(shard.table_path, frame)
     except ManifestError as exc:
         error = f"{result.runtime_failure} ({exc})" if result.runtime_failure else str(exc)
