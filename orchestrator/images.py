@@ -178,6 +178,10 @@ def default_variant(card: ModelCard) -> str | None:
     return card.variant_for("cuda" if shutil.which("nvidia-smi") else "cpu")
 
 
+class StaleArchive(ImageError):
+    """The image holds an upstream archive other than the mirror's file."""
+
+
 def registry_key(card: ModelCard, variant: str | None) -> str:
     return f"{card.name}:{variant}" if variant else card.name
 
@@ -230,7 +234,16 @@ def build(model: str, base: str | None = None, build_args: dict[str, str] | None
             hint = "\nthe base image cannot be pulled here: make one with `gencsp build-base` (root, debootstrap)"
         raise ImageError(f"building {tagged.image_name} failed (full log: {log_path}):\n{tail}{hint}")
     fetched = fetched_sources(c, tagged.image_name)
-    provenance = upstream_provenance(card, sources, fetched, mirror)
+    try:
+        provenance = upstream_provenance(card, sources, fetched, mirror)
+    except StaleArchive:
+        if nocache:
+            raise
+        # the fetch layer came from the build cache, made from another archive of the same commit
+        if on_line:
+            on_line("the cached fetch layer holds another archive of this commit: rebuilding without the cache")
+        return build(model, base, build_args, nocache=True, on_line=on_line, variant=variant,
+                     upstream_mirror=upstream_mirror)
     image_id = relabel(c, tagged.image_name, provenance)
     harvested = harvest_wheels(c, tagged.image_name, wheels)
     return record(key, image=tagged.image_name, id=image_id, variant=variant, base=chosen or DEFAULT_BASE,
@@ -282,7 +295,7 @@ def upstream_provenance(card: ModelCard, sources, fetched: dict, mirror: Path | 
             raise ImageError(f"the build of {card.name} fetched {source.slug}@{commit}, but the card pins "
                              f"{source.commit}: the Dockerfile must take the commit from build argument {source.arg}")
         if source.sha256 and sha != source.sha256:
-            raise ImageError(f"{source.path}: the build received sha256 {sha}, the mirror file has {source.sha256}")
+            raise StaleArchive(f"{source.path}: the build received sha256 {sha}, the mirror file has {source.sha256}")
         if i == 0:
             labels.update({"gencsp.upstream.sha256": sha,
                            "gencsp.upstream.source": f"mirror {mirror}" if mirror else "github"})

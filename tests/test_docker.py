@@ -21,6 +21,17 @@ from schemas import Task
 pytestmark = pytest.mark.docker
 
 
+def shard_containers(client) -> set[str]:
+    return {c.id for c in client.containers.list(all=True, filters={"label": "gencsp.role=shard"})}
+
+
+@pytest.fixture
+def no_shard_left(docker_client):
+    """Assert that the test removed every shard container it made (others on a shared daemon are not ours)."""
+    before = shard_containers(docker_client)
+    return lambda: not (shard_containers(docker_client) - before)
+
+
 def bench(runtime, tmp_path, **kw):
     config = RunConfig(**{"model": "random_search", "dataset": "perov_5", "split": "test", "task": Task.csp,
                           "limit": 5, "samples_per_target": 2, "shard_size": 4, **kw})
@@ -30,7 +41,7 @@ def bench(runtime, tmp_path, **kw):
     return run, collect(run)
 
 
-def test_docker_gives_the_same_structures_as_the_host(home, tmp_path, baseline_images):
+def test_docker_gives_the_same_structures_as_the_host(home, tmp_path, baseline_images, no_shard_left):
     run, frame = bench(DockerRuntime(), tmp_path / "docker")
     _, local = bench(LocalRuntime(), tmp_path / "local")
     assert len(frame) == 10 and (frame["status"] == "accepted").all()
@@ -40,7 +51,7 @@ def test_docker_gives_the_same_structures_as_the_host(home, tmp_path, baseline_i
     cif = next((run.shards()[0].out_dir / "structures").iterdir())
     assert cif.stat().st_uid == os.getuid()
     assert run.shards()[0].log_path.exists()
-    assert not baseline_images.containers.list(all=True, filters={"label": "gencsp.role=shard"})
+    assert no_shard_left()
 
 
 def test_replay_through_docker_mounts_the_split_read_only(home, tmp_path, baseline_images):
@@ -113,11 +124,11 @@ def test_scaffolded_model_passes_check_image(home, probe_image, monkeypatch):
     assert checks["no network"].detail == "interfaces inside the container: lo"
 
 
-def test_time_limit_kills_and_removes_the_container(home, tmp_path, probe_image, monkeypatch, docker_client):
+def test_time_limit_kills_and_removes_the_container(home, tmp_path, probe_image, monkeypatch, no_shard_left):
     run, states, frame = probe_run(home, tmp_path, probe_image, monkeypatch, sleep=120, timeout=5)
     assert states[0]["runtime_failure"] == "timed out after 5 s"
     assert states[0]["status"] == "failed" and set(frame["reason"]) == {"timeout"}
-    assert not docker_client.containers.list(all=True, filters={"label": "gencsp.role=shard"})
+    assert no_shard_left()
 
 
 def test_a_missing_image_is_never_pulled(home, tmp_path):
