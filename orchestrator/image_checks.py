@@ -2,7 +2,7 @@
 
 None of it needs a GPU, so it is what a SIF built from a CUDA variant can be checked for on
 a workstation (or in CI) before it is copied to a cluster: the file is the one recorded,
-its labels name this model, contract and upstream commit, its runscript starts the model's
+in the SIF format SingularityCE reads too, its labels name this model, contract and upstream commit, its runscript starts the model's
 entry point, `--nv` is accepted, and the CUDA build inside (torch's CUDA version, the CUDA
 base image's) is consistent. The contract runs themselves happen on CPU when no GPU is here.
 """
@@ -41,6 +41,7 @@ def sif_checks(runtime, card: ModelCard) -> list[Check]:
         return [Check("SIF file", False, f"{path}: missing; run `gencsp sif {card.name}` (or set GENCSP_SIF_DIR)")]
     checks = [file_check(path)]
     try:
+        checks.append(format_check(*sifs.layout(runtime.binary, path)))
         labels = sifs.labels(runtime.binary, path)
     except sifs.SifError as exc:
         return [*checks, Check("SIF labels", False, str(exc))]
@@ -65,6 +66,14 @@ def file_check(path: Path) -> Check:
     same = known == {digest}
     return Check("SIF file", same, f"sha256 {digest} ({size}) " + ("= the one recorded at build" if same else
                                                                    f"!= recorded {', '.join(sorted(known))}"))
+
+
+def format_check(version: str, partitions: list[str]) -> Check:
+    """SIF format 01 with one squashfs system partition: what SingularityCE 3.x reads as well as Apptainer."""
+    systems = [p for p in partitions if p.startswith("FS (Squashfs/*System")]
+    ok = version == "01" and len(systems) == 1
+    return Check("SIF format", ok, f"SIF version {version}, " + (systems[0] if systems else "no squashfs system "
+                 "partition") + (" (also read by SingularityCE 3.x)" if ok else ""))
 
 
 def label_check(labels: dict, card: ModelCard) -> Check:

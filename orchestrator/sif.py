@@ -130,3 +130,16 @@ def entry_point(binary: str, sif: Path) -> list[str]:
             value = shlex.split(line.partition("=")[2])
             return shlex.split(value[0]) if value else []
     return []
+
+
+def layout(binary: str, sif: Path) -> tuple[str, list[str]]:
+    """(SIF format version, partition types), from `sif header` and `sif list`."""
+    header = subprocess.run([binary, "sif", "header", str(sif)], capture_output=True, text=True, timeout=120)
+    listing = subprocess.run([binary, "sif", "list", str(sif)], capture_output=True, text=True, timeout=120)
+    if header.returncode or listing.returncode:
+        raise SifError(f"{sif}: not a readable SIF: {(header.stderr or listing.stderr).strip()[-300:]}")
+    version = next((line.split(":", 1)[1].strip() for line in header.stdout.splitlines()
+                    if line.startswith("Version:")), "?")
+    kinds = [line.rsplit("|", 1)[1].strip() for line in listing.stdout.splitlines()
+             if line[:1].isdigit() and "|" in line]
+    return version, kinds

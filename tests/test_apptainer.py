@@ -178,6 +178,28 @@ def test_isolation_inside_the_sif(tmp_path, monkeypatch, baseline_sifs, name):
     assert found["secret"] is None and found["home"] == [] and "systemd" not in found["pid1"], found
     assert (tmp_path / "out" / "written").stat().st_uid == os.getuid()
     assert runtime.interfaces(card) == ["lo"]
+    assert len(ApptainerRuntime(binary=binary, images=SIF_DIR, network_isolation=False).interfaces(card)) > 1
+
+
+@pytest.mark.apptainer
+@pytest.mark.slow
+def test_an_unprivileged_user_gets_no_network_either(baseline_sifs, monkeypatch):
+    """As on a cluster without setuid: Apptainer in its user-namespace mode still accepts `--network none`.
+
+    The wrapper of .ci/apptainer runs it as `nobody` here (GENCSP_APPTAINER_USER); with no usable
+    FUSE on this kind of VM the SIF is unpacked to a temporary sandbox first (~15 s)."""
+    import tempfile
+
+    if not Path(shutil.which("apptainer") or "").read_bytes().startswith(b"#!/bin/sh"):
+        pytest.skip("apptainer here is not the .ci/apptainer wrapper")
+    with tempfile.TemporaryDirectory() as folder:
+        os.chmod(folder, 0o755)  # readable by nobody; a hard link shares the SIF's inode (mode 0755)
+        try:
+            os.link(SIF_DIR / "random_search.sif", Path(folder) / "random_search.sif")
+        except OSError:  # another filesystem
+            shutil.copy(SIF_DIR / "random_search.sif", folder)
+        monkeypatch.setenv("GENCSP_APPTAINER_USER", "65534:65534")
+        assert ApptainerRuntime(images=Path(folder)).interfaces(models.get("random_search")) == ["lo"]
 
 
 @pytest.mark.apptainer
@@ -202,6 +224,7 @@ def test_check_image_passes_for_the_baseline_sifs(sif_env, model):
     assert checks["no network"].detail == "interfaces inside the container: lo"
     assert checks["SIF file"].detail.endswith("= the one recorded at build")
     assert checks["entry point"].detail == "/opt/venv/bin/python /opt/gencsp/adapter.py"
+    assert checks["SIF format"].detail == "SIF version 01, FS (Squashfs/*System/amd64) (also read by SingularityCE 3.x)"
     assert checks["GPU flag (--nv)"].detail.startswith("accepted; 0 GPU device(s) inside")
     assert checks["CUDA build"].detail.startswith("Python 3.11")
 
