@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from . import models, paths
-from .atomic import write_text
+from .atomic import atomic_open, write_text
 from .errors import GencspError
 from .hashing import sha256_file
 from .runtimes.apptainer import find_binary
@@ -58,11 +58,9 @@ def up_to_date(entry: dict, sif: Path, image_id: str) -> bool:
 
 def save_archive(image, archive: Path) -> None:
     """`docker save` through a temporary file."""
-    tmp = archive.with_name(f".{archive.name}.tmp")
-    with open(tmp, "wb") as handle:
+    with atomic_open(archive, "wb") as handle:
         for block in image.save(named=True):
             handle.write(block)
-    os.replace(tmp, archive)
 
 
 def export_sif(model: str, out_dir: Path | None = None, force: bool = False, keep_archive: bool = False) -> dict:
