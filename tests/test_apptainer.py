@@ -252,13 +252,14 @@ def bench_row(runtime: str, model: str, options: list[str], folder: Path) -> tup
 
     assert main(["bench", "--model", model, "--dataset", "perov_5", "--task", "csp", "--limit", "4", "--seed", "7",
                  "--samples-per-target", "2", "--shard-size", "4", *options, "--runtime", runtime, "--no-chgnet",
-                 "--run-dir", str(folder)]) == 0
+                 "--timeout", "900", "--run-dir", str(folder)]) == 0  # a loaded machine is slow, not different
     (run,) = folder.iterdir()
     entry = load_entry(run)
     assert json.loads((run / "run.json").read_text())["runtime"]["runtime"] == runtime
     row = {**entry.identity(), **{k: v for k, v in entry.values().items() if k not in COSTS},
            **{k: v for k, v in entry.summary.items() if k not in COSTS}, "run_id": run.name}
     structures = pd.read_parquet(run / "structures.parquet").drop(columns=["seconds"])
+    assert len(structures) == 8 and structures["status"].eq("accepted").all(), (runtime, structures["reason"])
     return row, structures.sort_values(["target_id", "sample_index"]).reset_index(drop=True)
 
 
@@ -269,5 +270,4 @@ def test_bench_rows_from_docker_and_apptainer_are_identical(tmp_path, sif_env, m
     apptainer_row, apptainer_structures = bench_row("apptainer", model, options, tmp_path / "apptainer")
     assert apptainer_row == docker_row
     pd.testing.assert_frame_equal(apptainer_structures, docker_structures)
-    assert len(docker_structures) == 8 and docker_structures["status"].eq("accepted").all()
     print(f"\n{model}: Docker and Apptainer rows identical on {len(docker_row)} fields", file=sys.stderr)
