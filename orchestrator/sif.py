@@ -63,16 +63,24 @@ def save_archive(image, archive: Path) -> None:
             handle.write(block)
 
 
-def export_sif(model: str, out_dir: Path | None = None, force: bool = False, keep_archive: bool = False) -> dict:
-    """The model's SIF, built from its Docker image (or the archive and the command, without Apptainer)."""
-    from .images import ImageError, client, image_exists, record, records
+def export_sif(model: str, out_dir: Path | None = None, force: bool = False, keep_archive: bool = False,
+               variant: str | None = None) -> dict:
+    """The model's SIF, built from its Docker image (or the archive and the command, without Apptainer).
 
-    card = models.get(model)
+    For a model with variants, the image of `variant` (default: as `gencsp build` chooses); the SIF
+    keeps the name MODEL.sif, which the runtime looks for, and its labels say the variant.
+    """
+    from .images import ImageError, client, default_variant, image_exists, record, records
+
+    base = models.get(model)
+    variant = variant if variant is not None else default_variant(base)
+    card = models.variant_card(base, variant)
     out_dir = Path(out_dir or paths.home() / "images").resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     c = client()
     if not image_exists(c, card.image_name):
-        raise ImageError(f"image {card.image_name} is not built here; run `gencsp build {model}`")
+        flag = f" --variant {variant}" if variant else ""
+        raise ImageError(f"image {card.image_name} is not built here; run `gencsp build {model}{flag}`")
     image = c.images.get(card.image_name)
     sif, archive = out_dir / f"{model}.sif", out_dir / f"{model}.tar"
     binary = find_binary()
@@ -101,7 +109,8 @@ def export_sif(model: str, out_dir: Path | None = None, force: bool = False, kee
         if not keep_archive:
             archive.unlink()
         return record(model, sif_built=True, sif=str(sif), sif_sha256=digest, sif_bytes=sif.stat().st_size,
-                      sif_seconds=round(seconds, 1), sif_image_id=image.id, sif_builder=version(binary),
+                      sif_seconds=round(seconds, 1), sif_image=card.image_name, sif_image_id=image.id,
+                      sif_variant=variant, sif_builder=version(binary),
                       sif_command=shlex.join(command), archive=str(archive) if keep_archive else None,
                       archive_sha256=sha256_file(archive) if keep_archive else None, up_to_date=False)
 

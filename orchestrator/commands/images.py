@@ -11,6 +11,11 @@ def register(sub) -> None:
     build.add_argument("--base", help="BASE_IMAGE build argument (default: the Dockerfile's, or gencsp/base)")
     build.add_argument("--build-arg", action="append", default=[], metavar="KEY=VALUE")
     build.add_argument("--no-cache", action="store_true")
+    build.add_argument("--variant", help="which build of the image (see `gencsp models list`; default: cuda where "
+                                         "an NVIDIA driver is present, else cpu)")
+    build.add_argument("--upstream", metavar="DIR", help="mirror of upstream archives, laid out as GitHub's "
+                                                          "OWNER/REPO/archive/COMMIT.tar.gz (default: "
+                                                          "$GENCSP_UPSTREAM_MIRROR, else GitHub)")
     build.set_defaults(func=cmd_build)
 
     base = sub.add_parser("build-base", help="make the Debian base image locally (debootstrap; needs root)")
@@ -21,6 +26,7 @@ def register(sub) -> None:
     sif = sub.add_parser("sif", help="build an Apptainer SIF from a model's Docker image (sha256 recorded)")
     sif.add_argument("model")
     sif.add_argument("--out", type=Path, help="folder for the archive and the SIF (default: $GENCSP_HOME/images)")
+    sif.add_argument("--variant", help="which image of the model (e.g. cuda for the clusters; default as for build)")
     sif.add_argument("--force", action="store_true", help="build again even if the SIF is up to date")
     sif.add_argument("--keep-archive", action="store_true", help="keep the `docker save` archive beside the SIF")
     sif.add_argument("--for", dest="cluster", help="also print the steps to install it on a cluster (e.g. jean-zay)")
@@ -34,8 +40,16 @@ def cmd_build(args) -> int:
     build_args = dict(pair.split("=", 1) for pair in args.build_arg)
     with out.status(f"building {args.model}") as status:
         entry = images.build(args.model, base=args.base, build_args=build_args, nocache=args.no_cache,
+                             variant=args.variant, upstream_mirror=args.upstream,
                              on_line=lambda line: status.update(f"building {args.model}: {line[:100]}"))
     out.print(f"built {entry['image']} {entry['id']} (base {entry['base']})", highlight=False)
+    labels = entry["labels"]
+    if labels.get("gencsp.upstream.commit"):
+        out.print(f"upstream {labels['gencsp.upstream.repo']} @ {labels['gencsp.upstream.commit']} "
+                  f"(archive sha256 {labels.get('gencsp.upstream.sha256')}, from {labels.get('gencsp.upstream.source')})",
+                  highlight=False)
+    if entry.get("wheels_compiled"):
+        out.print(f"compiled wheels kept for the next build: {', '.join(entry['wheels_compiled'])}", highlight=False)
     return 0
 
 
@@ -43,9 +57,9 @@ def cmd_build_base(args) -> int:
     from .. import images
     from ..console import out
 
-    with out.status("debootstrap + docker import"):
+    with out.status(f"debootstrap {args.suite} + docker import"):
         image_id = images.build_base(args.suite, args.mirror)
-    out.print(f"base image {images.LOCAL_BASE} = {images.DEFAULT_BASE}: {image_id}", highlight=False)
+    out.print(f"base image {images.local_base(args.suite)} = debian:{args.suite}-slim: {image_id}", highlight=False)
     return 0
 
 
@@ -54,7 +68,8 @@ def cmd_sif(args) -> int:
     from ..console import out
 
     with out.status(f"docker save + apptainer build: {args.model}"):
-        entry = sif.export_sif(args.model, args.out, force=args.force, keep_archive=args.keep_archive)
+        entry = sif.export_sif(args.model, args.out, force=args.force, keep_archive=args.keep_archive,
+                               variant=args.variant)
     if not entry["sif_built"]:
         out.print(f"archive {entry['archive']} (sha256 {entry['archive_sha256']})\n"
                   "no apptainer or singularity binary here: copy the archive to a machine that has one and run\n"
@@ -63,8 +78,9 @@ def cmd_sif(args) -> int:
         out.print(f"SIF {entry['sif']} is up to date (built from image {entry['sif_image_id'][:19]}; "
                   f"--force to build again) sha256 {entry['sif_sha256']}", highlight=False)
     else:
-        out.print(f"SIF {entry['sif']} sha256 {entry['sif_sha256']} ({entry['sif_bytes'] / 1e6:.0f} MB, built in "
-                  f"{entry['sif_seconds']:.0f} s by {entry['sif_builder']})", highlight=False)
+        out.print(f"SIF {entry['sif']} from {entry['sif_image']}, sha256 {entry['sif_sha256']} "
+                  f"({entry['sif_bytes'] / 1e6:.0f} MB, built in {entry['sif_seconds']:.0f} s by {entry['sif_builder']})",
+                  highlight=False)
     if args.cluster:
         out.print(cluster_steps(args.cluster, Path(entry["sif"])), highlight=False)
     return 0
