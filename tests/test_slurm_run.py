@@ -187,8 +187,9 @@ def test_time_limit_is_resubmitted_then_recorded_failed(env):
     assert (frame.loc[frame["shard"] != 1, "status"] == "accepted").all() and len(frame) == 12
 
 
-def test_submit_array_checks_the_sif_before_each_task(env, tmp_path):
+def test_submit_array_checks_the_sif_before_each_task(env, tmp_path, monkeypatch):
     """The generic API: any command per task; the sha256 line stops a task whose image differs."""
+    monkeypatch.delenv("GENCSP_SIF_DIR")  # the tasks look for the SIF where the identity says
     sif = tmp_path / "images" / "model.sif"
     sif.parent.mkdir()
     sif.write_bytes(b"the image the run recorded")
