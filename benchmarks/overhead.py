@@ -1,6 +1,6 @@
 """Orchestration overhead per shard: start to validated manifest, minus the model's own session time.
 
-    python benchmarks/overhead.py [--runtimes local docker] [--model random_search] [--repeats 3]
+    python benchmarks/overhead.py [--runtimes local docker apptainer] [--model random_search] [--repeats 3]
 
 The model's session time is the span between the manifest's runtime start and end
 (written by the helper inside the container); everything else — container creation,

@@ -108,14 +108,22 @@ def evaluate(first, second, runtime: Runtime, card: ModelCard) -> list[Check]:
 
 
 def network_check(runtime: Runtime, card: ModelCard) -> Check:
-    """The model ran without a network; under docker, also prove the container had only loopback."""
-    if runtime.name == "docker":
-        interfaces = runtime.interfaces(card)
+    """The model ran without a network: a container started with its options sees only loopback."""
+    if runtime.name in ("docker", "apptainer"):
+        try:
+            interfaces = runtime.interfaces(card)
+        except Exception as exc:  # noqa: BLE001 - any failure to start the probe fails the check, with why
+            return Check("no network", False, f"could not list the container's interfaces: {exc}")
         return Check("no network", interfaces == ["lo"], f"interfaces inside the container: {', '.join(interfaces)}")
-    if runtime.name == "apptainer":
-        return Check("no network", getattr(runtime, "network_isolation", False), "ran with --net --network none")
     return Check("no network", True, "local runtime: not isolated (use docker or apptainer to prove it)")
 
 
 def check_image(model: str, runtime: Runtime, timeout: float | None = None) -> list[Check]:
-    return run_checks(models.get(model), runtime, timeout)
+    """The contract runs; with apptainer, also what the SIF itself shows (image_checks)."""
+    card = models.get(model)
+    checks = run_checks(card, runtime, timeout)
+    if runtime.name == "apptainer":
+        from .image_checks import sif_checks
+
+        checks += sif_checks(runtime, card)
+    return checks

@@ -1,7 +1,7 @@
-"""Model images: docker build (with the host CA bundle), a Debian base made locally, SIF export.
+"""Model images: docker build (with the host CA bundle), a Debian base made locally.
 
 Built images are recorded in `$GENCSP_HOME/images.json` (image id = content digest),
-SIF files with their sha256, so that a run can name exactly what ran.
+SIF files (`sif.py`) with their sha256, so that a run can name exactly what ran.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from schemas import CONTRACT_VERSION, ModelCard
 from . import models, paths
 from .atomic import write_json
 from .errors import GencspError
-from .hashing import sha256_file
 
 DEFAULT_BASE = "debian:bookworm-slim"  # what the Dockerfiles name by default
 CA_IN_IMAGE = "/usr/local/share/gencsp/ca-bundle.crt"
@@ -363,40 +362,3 @@ def image_id(model: str, variant: str | None = None) -> str:
         raise ImageError(f"image {card.image_name} is not built here; run `gencsp build {model}"
                          f"{' --variant ' + variant if variant else ''}`")
     return c.images.get(card.image_name).id
-
-
-# --- SIF ----------------------------------------------------------------------------------
-
-
-def apptainer_binary() -> str | None:
-    return shutil.which("apptainer") or shutil.which("singularity")
-
-
-def sif_command(binary: str, sif: Path, archive: Path) -> list[str]:
-    return [binary, "build", "--force", str(sif), f"docker-archive:{archive}"]
-
-
-def export_sif(model: str, out_dir: Path | None = None) -> dict:
-    """docker save the image, then build a SIF from the archive (or say how to, elsewhere)."""
-    card = models.get(model)
-    out_dir = Path(out_dir or paths.home() / "images")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    c = client()
-    if not image_exists(c, card.image_name):
-        raise ImageError(f"image {card.image_name} is not built here; run `gencsp build {model}`")
-    image = c.images.get(card.image_name)
-    archive = out_dir / f"{model}.tar"
-    tmp = archive.with_suffix(".tar.tmp")
-    with open(tmp, "wb") as handle:
-        for block in image.save(named=True):
-            handle.write(block)
-    os.replace(tmp, archive)
-    sif = out_dir / f"{model}.sif"
-    binary = apptainer_binary()
-    command = sif_command(binary or "apptainer", sif, archive)
-    entry = {"archive": str(archive), "archive_sha256": sha256_file(archive), "image_id": image.id,
-             "sif": str(sif), "sif_command": " ".join(command)}
-    if binary is None:
-        return record(model, sif_built=False, **entry)
-    subprocess.run(command, check=True)
-    return record(model, sif_built=True, sif_sha256=sha256_file(sif), **entry)

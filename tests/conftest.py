@@ -8,9 +8,15 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator import paths
+
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("GENCSP_SHARED", ROOT.parent / "shared"))
 MIRROR = SHARED / "datasets"
+# Where .ci/run (`gencsp sif`) leaves the baseline SIFs; read before any test changes GENCSP_HOME.
+USER_HOME = paths.home()
+SIF_DIR = Path(os.environ.get("GENCSP_SIF_DIR") or USER_HOME / "images")
+BASELINES = ("random_search", "replay")
 
 
 @pytest.fixture
@@ -92,3 +98,23 @@ def baseline_images(docker_client):
     for name in ("gencsp/random_search", "gencsp/replay"):
         need(images.image_exists(docker_client, name), f"{name} is not built (gencsp build {name.split('/')[1]})")
     return docker_client
+
+
+@pytest.fixture(scope="session")
+def apptainer():
+    """The apptainer (or singularity) on PATH; .ci/run installs one (.ci/apptainer/install)."""
+    from orchestrator.runtimes.apptainer import find_binary
+
+    binary = find_binary()
+    need(binary is not None, "no apptainer or singularity here (.ci/apptainer/install installs one as root)")
+    return binary
+
+
+@pytest.fixture(scope="session")
+def baseline_sifs(baseline_images, apptainer):
+    """{model: SIF record} of the baselines, from their current images: built by .ci/run, else here (minutes)."""
+    from orchestrator import sif
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GENCSP_HOME", str(USER_HOME))  # the records live with the SIFs, not in a test's home
+        return {model: sif.export_sif(model, SIF_DIR) for model in BASELINES}

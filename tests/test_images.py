@@ -1,6 +1,5 @@
 """Image builds and SIF export, with the real Docker engine."""
 
-import hashlib
 import tarfile
 
 import pytest
@@ -81,10 +80,10 @@ def test_build_records_digest_and_labels(tiny_image, docker_client):
 
 
 def test_sif_without_apptainer_writes_the_archive_and_the_command(tiny_image, tmp_path, monkeypatch, capsys):
+    from orchestrator import sif
     from orchestrator.cli import main
 
-    monkeypatch.setenv("PATH", "/usr/bin:/bin")
-    monkeypatch.setattr(images, "apptainer_binary", lambda: None)
+    monkeypatch.setattr(sif, "find_binary", lambda: None)
     assert main(["sif", "tiny", "--out", str(tmp_path)]) == 0
     printed = capsys.readouterr().out.replace("\n", " ")
     assert f"apptainer build --force {tmp_path}/tiny.sif docker-archive:{tmp_path}/tiny.tar" in printed
@@ -93,13 +92,18 @@ def test_sif_without_apptainer_writes_the_archive_and_the_command(tiny_image, tm
     assert images.records()["tiny"]["sif_built"] is False
 
 
-def test_sif_with_apptainer_records_its_sha256(tiny_image, tmp_path, monkeypatch):
+def test_a_failed_sif_build_names_its_log_and_leaves_no_sif(tiny_image, tmp_path, monkeypatch):
+    from orchestrator import sif
+
     binary = tmp_path / "apptainer"
-    binary.write_text('#!/bin/sh\n[ "$1" = build ] && printf SIF > "$3"\n')
+    binary.write_text('#!/bin/sh\n[ "$1" = build ] && printf half > "$3" && echo "FATAL: no space left" && exit 255\n')
     binary.chmod(0o755)
-    monkeypatch.setattr(images, "apptainer_binary", lambda: str(binary))
-    entry = images.export_sif("tiny", tmp_path)
-    assert entry["sif_built"] and entry["sif_sha256"] == hashlib.sha256(b"SIF").hexdigest()
+    monkeypatch.setattr(sif, "find_binary", lambda: str(binary))
+    with pytest.raises(sif.SifError) as info:
+        sif.export_sif("tiny", tmp_path)
+    assert "exit 255" in str(info.value) and "FATAL: no space left" in str(info.value)
+    assert str(tmp_path / "tiny.sif.log") in str(info.value)
+    assert not (tmp_path / "tiny.sif").exists() and not list(tmp_path.glob(".tiny.sif.tmp*"))
 
 
 MIRRORED_CARD = """name: mirrored

@@ -1,7 +1,10 @@
 """gencsp on a real SLURM: job arrays of shards, scancel + resume, time limits, generic arrays.
 
-These tests need a running SLURM (`.ci/run` starts a one-node cluster). Without one they
-skip, saying why — except under GENCSP_CI=1, where a missing SLURM is a failure.
+The array tests run twice: with the local runtime, and as on Jean Zay and GliCID, each task
+starting the model's SIF with Apptainer after checking its sha256 (`--runtime apptainer`).
+These tests need a running SLURM (`.ci/run` starts a one-node cluster, installs Apptainer
+and builds the SIFs). Without one they skip, saying why — except under GENCSP_CI=1, where a
+missing service is a failure.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import module_home
+from conftest import SIF_DIR, module_home
 from orchestrator import clusters
 from orchestrator.cli import main
 from orchestrator.executors.slurm import Resources, Task, queue_states, sif_check, submit_array, wait
@@ -25,7 +28,7 @@ from orchestrator.runs import Run
 
 pytestmark = pytest.mark.slurm
 BENCH = ["bench", "--model", "random_search", "--dataset", "perov_5", "--limit", "12", "--shard-size", "4",
-         "--runtime", "local", "--executor", "slurm", "--profile", "local"]
+         "--executor", "slurm", "--profile", "local"]
 TIMING = ["seconds"]  # columns that differ between two identical runs
 
 
@@ -57,7 +60,15 @@ def env(tmp_path_factory, slurm):
     """A private gencsp home and an empty user profile file, for every test of this module."""
     with module_home(tmp_path_factory, "slurm") as (root, patch):
         patch.setenv("GENCSP_CLUSTERS", str(root / "clusters.yaml"))
+        patch.setenv("GENCSP_SIF_DIR", str(SIF_DIR))  # what a profile's sif_dir does on a cluster
         yield root
+
+
+@pytest.fixture(scope="module", params=["local", "apptainer"])
+def runtime(request, env):
+    if request.param == "apptainer":
+        request.getfixturevalue("baseline_sifs")
+    return request.param
 
 
 def the_run(folder: Path) -> Run:
@@ -80,16 +91,16 @@ def comparable(run: Run) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def reference(env):
+def reference(env, runtime):
     """An uninterrupted benchmark through SLURM: 3 shards → one array of 3 tasks."""
     started = time.monotonic()
-    assert main([*BENCH, "--run-dir", str(env / "reference")]) == 0
-    run = the_run(env / "reference")
+    assert main([*BENCH, "--runtime", runtime, "--run-dir", str(env / f"reference-{runtime}")]) == 0
+    run = the_run(env / f"reference-{runtime}")
     run.wall_seconds = time.monotonic() - started
     return run
 
 
-def test_bench_runs_one_array_task_per_shard(reference, capsys):
+def test_bench_runs_one_array_task_per_shard(reference, runtime, capsys):
     run = reference
     (array,) = run.info["slurm"]["arrays"]
     assert len(array["task_ids"]) == 3 and array["shards"] == [0, 1, 2]
@@ -99,7 +110,10 @@ def test_bench_runs_one_array_task_per_shard(reference, capsys):
         (task,) = json.loads((shard.path / "slurm.json").read_text())["tasks"]
         assert task["task_id"] == task_id and task["ended"]["state"] == "COMPLETED"
         log = (shard.path / f"slurm-{task_id}.log").read_text()  # the task's own log, in its shard folder
-        assert f"run-shard {run.path} {shard.index} --runtime local" in log and f"shard {shard.index}: done" in log
+        assert f"run-shard {run.path} {shard.index} --runtime {runtime}" in log and f"shard {shard.index}: done" in log
+        if runtime == "apptainer":  # the image checked in the task, then run with the cluster isolation
+            assert f"{SIF_DIR}/random_search.sif: OK" in log
+            assert " run --containall --cleanenv --net --network none " in shard.log_path.read_text()
     frame = pd.read_parquet(run.path / "structures.parquet")
     assert len(frame) == 12 and (frame["status"] == "accepted").all()
     capsys.readouterr()
@@ -107,12 +121,14 @@ def test_bench_runs_one_array_task_per_shard(reference, capsys):
     rows = json.loads(capsys.readouterr().out)
     assert [(r["status"], r["slurm_task"], r["slurm"]) for r in rows] == \
         [("done", t, "COMPLETED") for t in array["task_ids"]]
-    print(f"\nSLURM bench: 3 array tasks, {run.wall_seconds:.1f} s wall")
+    if runtime == "apptainer":
+        assert run.info["runtime"]["sif_sha256"] in run.info["slurm"]["checks"][1]
+    print(f"\nSLURM bench ({runtime}): 3 array tasks, {run.wall_seconds:.1f} s wall")
 
 
-def test_scancel_then_resume_gives_the_uninterrupted_result(reference, env, capsys):
-    folder = env / "interrupted"
-    assert main([*BENCH, "--run-dir", str(folder), "--detach"]) == 0
+def test_scancel_then_resume_gives_the_uninterrupted_result(reference, runtime, env, capsys):
+    folder = env / f"interrupted-{runtime}"
+    assert main([*BENCH, "--runtime", runtime, "--run-dir", str(folder), "--detach"]) == 0
     run = the_run(folder)
     task_ids = run.info["slurm"]["arrays"][0]["task_ids"]
 
@@ -127,6 +143,8 @@ def test_scancel_then_resume_gives_the_uninterrupted_result(reference, env, caps
     subprocess.run(["scancel", task_id], check=True)
     wait_until(lambda: not queue_states(task_ids), 180, "the array to leave the queue", step=1)
     assert shard.status != "done", "the cancel came too late to interrupt the shard"
+    left = subprocess.run(["pgrep", "-f", str(shard.path)], capture_output=True, text=True).stdout
+    assert not left, f"processes of the cancelled task are still running: {left}"
 
     capsys.readouterr()
     assert main(["status", str(run.path), "--json"]) == 0
@@ -151,7 +169,7 @@ def test_time_limit_is_resubmitted_then_recorded_failed(env):
         "local-1min:\n  extends: local\n  time: 1\n  setup:\n"
         "    - 'case \"$task_log\" in */shards/0001/*) echo \"test: sleeping past the limit\"; sleep 600;; esac'\n")
     folder = env / "timeout"
-    args = [*BENCH[:-1], "local-1min", "--retries", "1", "--run-dir", str(folder)]
+    args = [*BENCH[:-1], "local-1min", "--runtime", "local", "--retries", "1", "--run-dir", str(folder)]
     assert main(args) == 0
     run = the_run(folder)
     slow, *others = [run.shards()[1], run.shards()[0], run.shards()[2]]
@@ -169,8 +187,9 @@ def test_time_limit_is_resubmitted_then_recorded_failed(env):
     assert (frame.loc[frame["shard"] != 1, "status"] == "accepted").all() and len(frame) == 12
 
 
-def test_submit_array_checks_the_sif_before_each_task(env, tmp_path):
+def test_submit_array_checks_the_sif_before_each_task(env, tmp_path, monkeypatch):
     """The generic API: any command per task; the sha256 line stops a task whose image differs."""
+    monkeypatch.delenv("GENCSP_SIF_DIR")  # the tasks look for the SIF where the identity says
     sif = tmp_path / "images" / "model.sif"
     sif.parent.mkdir()
     sif.write_bytes(b"the image the run recorded")

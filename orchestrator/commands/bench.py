@@ -63,7 +63,7 @@ def register(sub) -> None:
     parser.add_argument("--no-chgnet", action="store_true",
                         help="skip the CHGNet-feature Frechet distance (its first use featurizes the whole reference)")
     parser.add_argument("--build-missing", action="store_true",
-                        help="docker: build the model's image first if it is not built (never pulled)")
+                        help="build the model's image (docker) or SIF (apptainer) first if missing (never pulled)")
     parser.set_defaults(func=cmd_bench)
 
 
@@ -99,6 +99,8 @@ def cmd_bench(args) -> int:
     runtime = get_runtime(args.runtime)
     if runtime.name == "docker" and args.build_missing:
         ensure_image(card, variant)
+    if runtime.name == "apptainer" and args.build_missing and not runtime.sif(card).is_file():
+        ensure_sif(card, runtime.sif(card).parent, variant)
     run.update_info(runtime=runtime.identity(card), executor=args.executor, variant=variant)
     policy = ShardPolicy(retries=args.retries, timeout=args.timeout, gpu=args.device == "cuda",
                          limits=Limits(parse_seconds=args.parse_seconds),
@@ -163,3 +165,15 @@ def ensure_image(card, variant: str | None = None) -> None:
     out.print(f"{card.image_name} is not built here: building it (gencsp build {card.name}{flag})", highlight=False)
     with out.status(f"building {card.image_name}"):
         images.build(card.name, variant=variant)
+
+
+def ensure_sif(card, folder: Path, variant: str | None = None) -> None:
+    """Build a model's SIF from its Docker image (built first if missing) when the SIF is missing."""
+    from .. import sif
+    from ..console import out
+
+    ensure_image(card, variant)
+    flag = f" --variant {variant}" if variant else ""
+    out.print(f"no {card.name}.sif in {folder}: building it (gencsp sif {card.name}{flag})", highlight=False)
+    with out.status(f"docker save + apptainer build: {card.image_name}"):
+        sif.export_sif(card.name, folder, variant=variant)

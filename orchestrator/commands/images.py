@@ -23,9 +23,12 @@ def register(sub) -> None:
     base.add_argument("--mirror", default="http://deb.debian.org/debian")
     base.set_defaults(func=cmd_build_base)
 
-    sif = sub.add_parser("sif", help="export a model image and build an Apptainer SIF from it")
+    sif = sub.add_parser("sif", help="build an Apptainer SIF from a model's Docker image (sha256 recorded)")
     sif.add_argument("model")
     sif.add_argument("--out", type=Path, help="folder for the archive and the SIF (default: $GENCSP_HOME/images)")
+    sif.add_argument("--variant", help="which image of the model (e.g. cuda for the clusters; default as for build)")
+    sif.add_argument("--force", action="store_true", help="build again even if the SIF is up to date")
+    sif.add_argument("--keep-archive", action="store_true", help="keep the `docker save` archive beside the SIF")
     sif.add_argument("--for", dest="cluster", help="also print the steps to install it on a cluster (e.g. jean-zay)")
     sif.set_defaults(func=cmd_sif)
 
@@ -61,17 +64,23 @@ def cmd_build_base(args) -> int:
 
 
 def cmd_sif(args) -> int:
-    from .. import images
+    from .. import sif
     from ..console import out
 
-    with out.status(f"exporting {args.model}"):
-        entry = images.export_sif(args.model, args.out)
-    out.print(f"archive {entry['archive']} (sha256 {entry['archive_sha256']})", highlight=False)
-    if entry["sif_built"]:
-        out.print(f"SIF {entry['sif']} sha256 {entry['sif_sha256']}", highlight=False)
-    else:
-        out.print("no apptainer or singularity binary here: copy the archive to a machine that has one and run\n"
+    with out.status(f"docker save + apptainer build: {args.model}"):
+        entry = sif.export_sif(args.model, args.out, force=args.force, keep_archive=args.keep_archive,
+                               variant=args.variant)
+    if not entry["sif_built"]:
+        out.print(f"archive {entry['archive']} (sha256 {entry['archive_sha256']})\n"
+                  "no apptainer or singularity binary here: copy the archive to a machine that has one and run\n"
                   f"  {entry['sif_command']}", highlight=False)
+    elif entry.get("up_to_date"):
+        out.print(f"SIF {entry['sif']} is up to date (built from image {entry['sif_image_id'][:19]}; "
+                  f"--force to build again) sha256 {entry['sif_sha256']}", highlight=False)
+    else:
+        out.print(f"SIF {entry['sif']} from {entry['sif_image']}, sha256 {entry['sif_sha256']} "
+                  f"({entry['sif_bytes'] / 1e6:.0f} MB, built in {entry['sif_seconds']:.0f} s by {entry['sif_builder']})",
+                  highlight=False)
     if args.cluster:
         out.print(cluster_steps(args.cluster, Path(entry["sif"])), highlight=False)
     return 0

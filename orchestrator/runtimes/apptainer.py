@@ -3,13 +3,18 @@
 `apptainer run` (not `exec`) so that the image's entry point, defined once in its
 Dockerfile and kept as the SIF runscript, is the one that starts. Containment:
 `--containall` (own PID/IPC, empty HOME and /tmp, clean environment), `--cleanenv`,
-no network, explicit binds only, `--nv` only when a GPU is asked for.
+no network (`--net --network none`: a network namespace with loopback only, which
+unprivileged users may ask for too), explicit binds only (read-only but for the output
+and scratch folders), `--nv` only when a GPU is asked for. Every option here is one
+that SingularityCE 3.x accepts as well (README, "Apptainer and SingularityCE").
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
+import subprocess
 from pathlib import Path
 
 from schemas import ModelCard
@@ -46,20 +51,33 @@ class ApptainerRuntime:
     def sif(self, card: ModelCard) -> Path:
         return self.images / f"{card.name}.sif"
 
+    def version(self) -> str | None:
+        try:
+            result = subprocess.run([self.binary, "--version"], capture_output=True, text=True, timeout=60)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return result.stdout.strip() or None
+
     def identity(self, card: ModelCard) -> dict:
         from ..hashing import sha256_file
 
         sif = self.sif(card)
-        return {"runtime": self.name, "binary": self.binary, "sif": str(sif),
-                "sif_sha256": sha256_file(sif) if sif.is_file() else None}
+        return {"runtime": self.name, "binary": self.binary, "version": self.version(), "sif": str(sif),
+                "sif_sha256": sha256_file(sif) if sif.is_file() else None, "flags": self.flags(gpu=False)}
 
-    def command(self, card: ModelCard, argv: list[str], mounts: list[Mount], gpu: bool) -> list[str]:
-        command = [self.binary, "run", "--containall", "--cleanenv"]
+    def flags(self, gpu: bool) -> list[str]:
+        """The isolation options of every container this runtime starts."""
+        flags = ["--containall", "--cleanenv"]
         if self.network_isolation:
-            command += ["--net", "--network", "none"]
-        if gpu:
-            command.append("--nv")
-        command += ["--pwd", WORK_IN_CONTAINER, "--env", "PYTHONHASHSEED=0"]
+            flags += ["--net", "--network", "none"]
+        return flags + (["--nv"] if gpu else [])
+
+    def command(self, card: ModelCard, argv: list[str], mounts: list[Mount], gpu: bool, verb: str = "run") -> list[str]:
+        """`run` starts the image's entry point with `argv`; `exec` runs `argv` itself (probes, checks)."""
+        command = [self.binary, verb, *self.flags(gpu)]
+        if any(mount.container == WORK_IN_CONTAINER for mount in mounts):  # a shard's scratch folder
+            command += ["--pwd", WORK_IN_CONTAINER]
+        command += ["--env", "PYTHONHASHSEED=0"]
         for mount in mounts:
             mode = "ro" if mount.read_only else "rw"
             command += ["--bind", f"{Path(mount.host).resolve()}:{mount.container}:{mode}"]
@@ -70,7 +88,18 @@ class ApptainerRuntime:
         if not self.sif(card).is_file():
             return RunResult(None, 0.0, f"{self.sif(card)}: no SIF for {card.name}; run `gencsp sif {card.name}` "
                                         "and copy it there (or set GENCSP_SIF_DIR)")
-        result = run_process(self.command(card, argv, mounts, gpu), log_path, timeout)
+        command = self.command(card, argv, mounts, gpu)
+        with open(log_path, "a") as log:  # the exact command, for whoever reads a failed task's log
+            log.write(f"gencsp: {shlex.join(command)}\n")
+        result = run_process(command, log_path, timeout)
         if result.exit_code == APPTAINER_FATAL:
             result.runtime_failure = f"{self.binary} failed to start the container (exit 255); see {log_path}"
         return result
+
+    def interfaces(self, card: ModelCard) -> list[str]:
+        """Network interfaces seen inside a container started with the model's isolation options."""
+        command = self.command(card, ["cat", "/proc/net/dev"], [], gpu=False, verb="exec")
+        result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+        if result.returncode != 0:
+            raise RuntimeError(f"{shlex.join(command)}: exit {result.returncode}: {result.stderr.strip()[-300:]}")
+        return [line.split(":")[0].strip() for line in result.stdout.splitlines()[2:] if ":" in line]
