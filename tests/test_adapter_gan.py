@@ -318,3 +318,32 @@ def test_the_runner_caps_pools_seeds_and_records_each_folder(tmp_path):
     assert status["a"]["ok"] and status["c"]["ok"]  # a failing folder does not stop the next one
     assert status["b"] == {"ok": False, "error": "ValueError: broken input", "seconds": status["b"]["seconds"]}
     assert "ValueError: broken input" in proc.stderr
+
+
+# --- through gencsp: train --init-only, bench --checkpoint FILE, the labelled row ----------------
+
+
+def test_gencsp_train_init_only_then_bench_labels_every_row_untrained(upstream, home, tmp_path, monkeypatch, capsys):
+    from orchestrator import leaderboard
+    from orchestrator.cli import main
+
+    monkeypatch.setenv("GENCSP_UPSTREAM", str(upstream))  # the local runtime's stand-in for the image's /opt/PGCGM
+    assert main(["train", "--model", "gan", "--init-only", "--device", "cpu", "--runtime", "local",
+                 "--train-dir", str(tmp_path / "trains")]) == 0
+    [record] = [json.loads(p.read_text()) for p in (tmp_path / "trains").glob("*/train.json")]
+    assert record["state"] == "done" and record["scale"] == "none" and record["data"] == {"init_only": True}
+    assert "Untrained weights: pipeline check" in capsys.readouterr().out
+    weights = f"{record['checkpoint']['path']}/generator_weights.pth"  # a FILE: the generator state_dict
+    assert main(["bench", "--model", "gan", "--dataset", "perov_5", "--limit", "12", "--checkpoint", weights,
+                 "--runtime", "local", "--option", "candidates=2", "--no-chgnet", "--eval-workers", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "untrained:" in printed and "say nothing about the published model" in printed  # row and note
+    [run] = leaderboard.find_runs(home.parent / "runs")
+    info = json.loads((run / "run.json").read_text())
+    assert info["weights"]["kind"] == "untrained" and info["weights"]["train_id"] == record["train_id"]
+    unsupported = json.loads((run / "unsupported.json").read_text())
+    assert unsupported and len(unsupported) < 12  # PGCGM's 20 groups and ternaries of 63 elements
+    [entry] = leaderboard.load_entries([run])
+    assert entry.evaluated and entry.identity()["weights"] == "untrained: pipeline check"
+    for form in ("csv", "markdown", "latex"):
+        assert "Untrained weights: pipeline check" in leaderboard.render([entry], form)

@@ -247,6 +247,11 @@ def make_folders(root, groups, aux, element_ids, models):
     return folders
 
 
+# Parallelism comes from processes (one per folder chunk); the work inside each is small batches, and on a
+# busy machine idle OpenMP/BLAS threads spinning made create_cif.py 6x slower with 2 threads than with 1.
+ONE_THREAD = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+
+
 def run_steps(root, name, script, runs, torch=False, parallel=1):
     """One upstream script over all group folders, in `parallel` runner processes; [(run, its status)]."""
     chunks = [runs[i::parallel] for i in range(min(parallel, len(runs)))]
@@ -257,7 +262,7 @@ def run_steps(root, name, script, runs, torch=False, parallel=1):
                                          "processes": max(1, available_cpus() // len(chunks)), "runs": chunk}))
         argv = [sys.executable, RUNNER, spec]
         print(f"gencsp: running {script} ({len(chunk)} folder(s))", flush=True)
-        processes.append(subprocess.Popen(argv, cwd=root))
+        processes.append(subprocess.Popen(argv, cwd=root, env=ONE_THREAD))
     codes = [p.wait() for p in processes]
     if any(codes):
         raise UpstreamError(f"pgcgm_run.py {script} exited with status {max(codes)}")
@@ -284,7 +289,9 @@ def generation_path(session, root, groups, folders):
             "--gpu_id", "0", "--savedir", SAVEDIR, "--matdir", "ternary_gen_cifs/", "--model", WEIGHTS_NAME,
             "--n_samples", str(len(owners)), "--latent_dim", str(LATENT_DIM), "--no-verbose"]})
     errors = {}
-    for run, status in run_steps(root, "create", "create_cif.py", create, torch=True):
+    # each create_cif.py process holds torch and the weights (about 0.5 GB): at most 4 of them
+    for run, status in run_steps(root, "create", "create_cif.py", create, torch=True,
+                                 parallel=min(4, available_cpus())):
         if status.get("ok"):
             pack_leftovers(os.path.join(run["cwd"], "ternary_gen_cifs"))
         else:
