@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .values import non_negative_int, positive_int, positive_seconds
+
 
 def register(sub) -> None:
     parser = sub.add_parser("train", help="train a model without public weights (cdvae, wyckoff_diffusion)")
@@ -15,14 +17,14 @@ def register(sub) -> None:
     parser.add_argument("--split", default="train",
                         help="split to train on (default train; val where the train split is not at hand: its "
                              "last rows are held out for the trainer's validation, test is never touched)")
-    parser.add_argument("--limit", type=int, help="train on the first N rows of the split (smoke scale)")
+    parser.add_argument("--limit", type=positive_int, help="train on the first N rows of the split (smoke scale)")
     parser.add_argument("--variant", help="image variant (default: the one built for --device)")
     parser.add_argument("--runtime", default="auto", choices=("auto", "docker", "apptainer", "local"))
-    parser.add_argument("--epochs", type=int, help="maximum epochs (default: the upstream's)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epochs", type=positive_int, help="maximum epochs (default: the upstream's)")
+    parser.add_argument("--seed", type=non_negative_int, default=0)
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda")
     parser.add_argument("--option", action="append", metavar="KEY=VALUE", help="model option (repeatable)")
-    parser.add_argument("--timeout", type=float, help="seconds before the training is stopped")
+    parser.add_argument("--timeout", type=positive_seconds, help="seconds before the training is stopped")
     parser.add_argument("--train-dir", type=Path, help="trains folder (default: ./trains or $GENCSP_TRAINS)")
     parser.set_defaults(func=cmd_train)
 
