@@ -138,6 +138,8 @@ def debian_suite(image: str) -> str | None:
 SYSTEM_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 UPSTREAM_RECORD = "/opt/gencsp/upstream.tsv"  # written by common/fetch_upstream.sh
 BUILT_WHEELS = "/opt/gencsp/wheels"  # wheels a build compiled, kept in the host's wheelhouse
+# Published weights baked in: their sha256 (fetch_upstream.sh, or the Dockerfile), or why they are absent.
+WEIGHTS_RECORDS = ("/opt/gencsp/weights.sha256", "/opt/gencsp/weights.absent")
 
 
 def host_ca_bundle() -> Path | None:
@@ -243,6 +245,7 @@ def build(model: str, base: str | None = None, build_args: dict[str, str] | None
             on_line("the cached fetch layer holds another archive of this commit: rebuilding without the cache")
         return build(model, base, build_args, nocache=True, on_line=on_line, variant=variant,
                      upstream_mirror=upstream_mirror)
+    provenance.update(weights_provenance(c, tagged.image_name))
     image_id = relabel(c, tagged.image_name, provenance)
     harvested = harvest_wheels(c, tagged.image_name, wheels)
     return record(key, image=tagged.image_name, id=image_id, variant=variant, base=chosen or DEFAULT_BASE,
@@ -303,6 +306,18 @@ def upstream_provenance(card: ModelCard, sources, fetched: dict, mirror: Path | 
     if also:
         labels["gencsp.upstream.also"] = "; ".join(also)
     return labels
+
+
+def weights_provenance(c, image: str) -> dict[str, str]:
+    """Label `gencsp.weights`: "sha256:<hex> <path>" of the published weights in the image, or "absent: why"."""
+    for path in WEIGHTS_RECORDS:
+        text = read_from_image(c, image, path).get(Path(path).name, b"").decode().strip()
+        if text and path.endswith(".sha256"):
+            digest, _, name = text.partition(" ")
+            return {"gencsp.weights": f"sha256:{digest} {name.strip()}"}
+        if text:
+            return {"gencsp.weights": text}
+    return {}
 
 
 def relabel(c, image: str, labels: dict[str, str]) -> str:

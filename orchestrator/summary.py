@@ -28,5 +28,10 @@ def print_summary(run: Run, frame) -> dict:
     rows += [[f"  {reason}", n] for reason, n in summary["rejected_by_reason"].items()]
     rows.append(["model seconds per sample", f"{summary['model_seconds_per_sample']:.3f}"])
     out.print(table(run.info["run_id"], ["samples", "value"], rows))
+    from .origin import sentence
+
+    note = sentence(run.info.get("weights"), (run.config.dataset, run.config.split))
+    if note:  # untrained or smoke-trained weights: said wherever the numbers appear
+        out.print(f"[yellow]{note}[/]", highlight=False)
     return summary
 

@@ -60,8 +60,16 @@ class TrainConfig:
                   if not (k in ("split", "limit", "variant") and v == TrainConfig.__dataclass_fields__[k].default)}
         return f"{self.model}-{self.dataset}-{sha256_json(values)[:10]}"
 
+    @property
+    def init_only(self) -> bool:
+        """No training: the model's own code writes seeded random weights (a pipeline check)."""
+        return bool(self.options.get("init_only"))
+
     def scale(self, timeout: float | None = None) -> str:
-        """smoke: a cut split, an epoch cap or a time limit; full: the upstream recipe on the train split."""
+        """smoke: a cut split, an epoch cap or a time limit; full: the upstream recipe on the train split;
+        none: untrained weights."""
+        if self.init_only:
+            return "none"
         return "smoke" if (self.split != "train" or self.limit or self.max_epochs or timeout) else "full"
 
 
@@ -133,7 +141,8 @@ def training_files(config: TrainConfig, folder: Path) -> tuple[dict[str, Path], 
 
 
 def train_request(config: TrainConfig, card: ModelCard, splits: dict[str, Path]) -> TrainRequest:
-    options = {**dataset_options(config.dataset), **card.default_options, **config.options}
+    known = {} if config.init_only else dataset_options(config.dataset)
+    options = {**known, **card.default_options, **config.options}
     return TrainRequest(dataset=config.dataset, splits={s: f"{DATA_IN_CONTAINER}/{config.dataset}/{s}.csv"
                                                         for s in splits},
                         output_dir=OUT_IN_CONTAINER, seed=config.seed, device=config.device,
@@ -157,13 +166,22 @@ def checkpoint_path(folder: Path) -> Path | None:
     return None
 
 
+def check_trainable(config: TrainConfig, card: ModelCard) -> None:
+    if config.init_only and not card.untrained_weights:
+        raise TrainError(f"model {card.name} cannot write untrained weights (option init_only): its image does not "
+                         "support it (untrained_weights: false in its model.yaml)")
+    if not config.init_only and not card.trainable:
+        hint = (f"; for a pipeline check with untrained weights: gencsp train --model {card.name} --init-only"
+                if card.untrained_weights else "")
+        raise TrainError(f"model {card.name} is not trainable (trainable: false in its model.yaml){hint}")
+
+
 def train(config: TrainConfig, card: ModelCard, runtime, root: Path | None = None,
           timeout: float | None = None) -> dict:
     """Run (or find) the training for `config`; return its train.json record."""
     import json
 
-    if not card.trainable:
-        raise TrainError(f"model {card.name} is not trainable (trainable: false in its model.yaml)")
+    check_trainable(config, card)
     folder = (root or trains_dir()) / config.train_id()
     record_path = folder / "train.json"
     if record_path.exists():
@@ -171,8 +189,8 @@ def train(config: TrainConfig, card: ModelCard, runtime, root: Path | None = Non
         if record.get("state") == State.done:
             return record
     folder.mkdir(parents=True, exist_ok=True)
-    splits, data = training_files(config, folder)
-    if "train" not in splits:
+    splits, data = ({}, {"init_only": True}) if config.init_only else training_files(config, folder)
+    if "train" not in splits and not config.init_only:
         raise TrainError(f"dataset {config.dataset} has no train split; train on another one: --split val")
     request = train_request(config, card, splits)
     write_text(folder / "request.json", request.model_dump_json(indent=2, exclude_none=True) + "\n")

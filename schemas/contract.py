@@ -177,7 +177,7 @@ class TrainRequest(Strict):
 
     @model_validator(mode="after")
     def _has_train(self) -> TrainRequest:
-        if "train" not in self.splits:
+        if "train" not in self.splits and not self.options.get("init_only"):
             raise ValueError("splits must include 'train'")
         return self
 

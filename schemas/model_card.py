@@ -146,6 +146,10 @@ class ModelCard(Strict):
     paper: Paper | None = None
     checkpoint: Checkpoint | None = None
     trainable: bool = False
+    untrained_weights: bool = Field(
+        default=False, description="`gencsp train --init-only` writes seeded random weights with the upstream's "
+                                   "own model code (its train entry honours option init_only): a pipeline check."
+    )
     reads_dataset: bool = Field(
         default=False, description="Mount the split named by option `source_split` read-only at sampling time."
     )

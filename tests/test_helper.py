@@ -122,6 +122,24 @@ def test_systematic_failure_stops_the_adapter(tmp_path):
     assert "stopping: 50 failures in a row" in manifest["samples"][-1]["message"]
 
 
+def test_samples_rejected_by_the_models_own_filters_do_not_stop_it(tmp_path):
+    """80 rejections in a row are a result (an untrained model), not a malfunction; a crash after them still stops."""
+    request, path = write_request(tmp_path, [Target(id="a", composition={"Na": 1}, samples=80),
+                                             Target(id="b", composition={"Na": 1}, samples=60)])
+    proc, out = run_adapter(tmp_path, """
+        def sample(session):
+            for target, index in session.requested():
+                if target["id"] == "a":
+                    session.fail("a", index, "rejected by the model's filters", rejected=True)
+                else:
+                    session.fail("b", index, "checkpoint key missing")
+    """, path)
+    assert proc.returncode == 1
+    messages = [r["message"] for r in json.loads((out / "manifest.json").read_text())["samples"]]
+    assert messages[:80] == ["rejected by the model's filters"] * 80
+    assert messages[80:130] == ["checkpoint key missing"] * 50 and "stopping: 50 failures" in messages[130]
+
+
 def test_wrong_contract_version_is_refused(tmp_path):
     path = tmp_path / "request.json"
     path.write_text(json.dumps({"contract_version": "2.0", "task": "csp", "targets": []}))

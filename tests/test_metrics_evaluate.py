@@ -106,6 +106,20 @@ def test_bad_rows_are_invalid_with_reasons_and_count_against(files):
     assert result.metrics["failed_fraction"] == 0.0
 
 
+def test_a_set_with_no_readable_crystal_is_scored_not_crashed(files, cache_home):
+    """Every sample failed (a model whose filters rejected everything): zero coverage and validity, undefined
+    distances, and no CHGNet featurization of the reference for a distance that is NaN anyway."""
+    nothing = cache_home / "nothing.csv"
+    pd.DataFrame({"cif": ["", "data_junk\nnot a CIF\n"]}).to_csv(nothing, index=False)
+    files = {**files, "nothing": nothing}
+    result = run(files, "gencsp", predictions="nothing", chgnet=True)
+    metrics = result.metrics
+    assert metrics["valid"] == 0 and metrics["failed_fraction"] == 1.0
+    assert metrics["cdvae.cov_recall"] == 0 and metrics["cdvae.cov_precision"] == 0
+    assert metrics["cov_recall_paired"] == 0 and metrics["cdvae.amsd_recall"] is None
+    assert metrics["fd_chgnet"] is None and metrics["fd_crystalnn"] is None
+
+
 def test_workers_and_cache_do_not_change_numbers(files):
     one = run(files, "gencsp", subset_size=5)
     two = run(files, "gencsp", subset_size=5, workers=2, cache=False)

@@ -85,9 +85,35 @@ def test_failed_training_is_recorded_and_reported(home, tmp_path, containers):
     assert record["state"] == "failed" and record["exit_code"] == 3 and "checkpoint" not in record
 
 
-def test_models_without_training_are_refused(home, tmp_path):
-    with pytest.raises(TrainError, match="not trainable"):
+def test_untrained_weights_only_where_the_image_writes_them(home, tmp_path):
+    with pytest.raises(TrainError, match="not trainable.*--init-only"):  # gan: upstream has no training code
         train(TrainConfig(model="gan", dataset="mini"), models.get("gan"), LocalRuntime(), tmp_path)
+    with pytest.raises(TrainError, match="cdvae cannot write untrained weights"):  # its train entry would train
+        train(TrainConfig(model="cdvae", dataset="mini", options={"init_only": True}), models.get("cdvae"),
+              LocalRuntime(), tmp_path)
+    config = TrainConfig(model="gan", dataset="perov_5", split="val", limit=50, options={"init_only": True})
+    assert config.init_only and config.scale(timeout=60) == "none"
+
+
+def test_cli_train_needs_a_dataset_unless_init_only(home, tmp_path, capsys):
+    assert main(["train", "--model", "gan", "--runtime", "local", "--train-dir", str(tmp_path)]) == 1
+    assert "--dataset is required (except with --init-only)" in capsys.readouterr().err
+
+
+def test_an_image_without_its_published_weights_needs_a_checkpoint():
+    from types import SimpleNamespace
+
+    from orchestrator.commands.bench import require_weights
+    from orchestrator.errors import GencspError
+
+    card = models.get("gan")
+    identity = {"image": "gencsp/gan:cpu", "labels": {"gencsp.weights": "absent: models/frac12/generator_weights.pth "
+                                                                        "is not in the archive from http://mirror"}}
+    with pytest.raises(GencspError, match="(?s)gencsp/gan:cpu was built without the published weights.*--checkpoint"
+                                          ".*gencsp train --model gan --init-only"):
+        require_weights(card, SimpleNamespace(checkpoint=None), identity)
+    require_weights(card, SimpleNamespace(checkpoint="/w/generator_weights.pth"), identity)
+    require_weights(card, SimpleNamespace(checkpoint=None), {"labels": {"gencsp.weights": "sha256:ab path"}})
 
 
 def test_cli_says_what_a_missing_train_split_is(home, tmp_path, capsys):

@@ -161,3 +161,44 @@ def test_without_a_mirror_a_pin_github_lacks_is_named(served):
     card = models.get("gan")
     with pytest.raises(UpstreamError, match="MilesZhao/PGCGM has no commit ab38ec6e.*answered 404"):
         upstream.probe(card, upstream.resolve(card, None), base=url)
+
+
+def gan_fetch_step(tmp_path, url: str, **args) -> subprocess.CompletedProcess:
+    """The gan Dockerfile's fetch-and-weights RUN, as the build runs it, with /opt paths moved under tmp_path."""
+    import sys
+
+    from test_adapter_images import fetch_step
+
+    dockerfile = (ROOT / "containers" / "gan" / "Dockerfile").read_text()
+    defaults = dict(re.findall(r"^ARG (\w+)=(\S*)$", dockerfile, re.M))
+    script = (fetch_step(dockerfile).replace("/opt/PGCGM", str(tmp_path / "PGCGM"))
+              .replace("/opt/gencsp", str(tmp_path / "record")).replace("/opt/venv/bin/python", sys.executable))
+    env = {"PATH": "/usr/bin:/bin", "TMPDIR": str(tmp_path), "GENCSP_RECORD_DIR": str(tmp_path / "record"),
+           "PYTHONPATH": str(ROOT / "containers" / "gan"), **defaults, "GITHUB": url,
+           "UPSTREAM_REPO": "owner/repo", **args}
+    return subprocess.run(["sh", "-c", script], env=env, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("weights", [None, "right", "wrong"])
+def test_gan_bakes_the_published_weights_in_where_the_archive_has_them(served, tmp_path, weights):
+    """From a mirror that dropped them the image is built without (and labelled so); otherwise their sha256 is
+    recorded and, when the build argument gives one, checked."""
+    root, url = served
+    commit = "e" * 40
+    files = {"model.py": "class Generator:\n    def __init__(self, *args):\n        pass\n", "simple_dist.py": ""}
+    if weights:
+        files["models/frac12/generator_weights.pth"] = "published weights"
+    git_archive(root / "owner" / "repo" / "archive" / f"{commit}.tar.gz", "owner/repo", commit, files)
+    digest = hashlib.sha256(b"published weights").hexdigest()
+    proc = gan_fetch_step(tmp_path, url, UPSTREAM_COMMIT=commit,
+                          WEIGHTS_SHA256={None: "", "right": digest, "wrong": "0" * 64}[weights])
+    record = tmp_path / "record"
+    if weights is None:
+        assert proc.returncode == 0, proc.stderr
+        assert (record / "weights.absent").read_text() == (f"absent: models/frac12/generator_weights.pth is not in "
+                                                           f"the archive from {url}\n")
+        assert not (record / "weights.sha256").exists()
+        return
+    assert (record / "weights.sha256").read_text() == f"{digest}  models/frac12/generator_weights.pth\n"
+    assert not (record / "weights.absent").exists()
+    assert proc.returncode == (0 if weights == "right" else 1), proc.stderr

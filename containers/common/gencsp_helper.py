@@ -246,11 +246,16 @@ class Session(object):
         self._record({"target_id": target_id, "sample_index": index, "status": "ok",
                       "wyckoff": description, "seconds": float(seconds)})
 
-    def fail(self, target_id, index, message, seconds=0.0):
+    def fail(self, target_id, index, message, seconds=0.0, rejected=False):
+        """A failed sample. rejected: the model ran and its own filters turned the sample down (a
+        result, however many in a row, so not counted towards the stop on systemic failures)."""
         self._check_requested(target_id, index)
+        streak = self.consecutive_failures
         self._record({"target_id": target_id, "sample_index": index, "status": "failed",
                       "message": str(message)[:10000] or "failed", "seconds": float(seconds)})
-        if self.consecutive_failures >= MAX_CONSECUTIVE_FAILURES and not self.ok_count():
+        if rejected:
+            self.consecutive_failures = streak
+        elif self.consecutive_failures >= MAX_CONSECUTIVE_FAILURES and not self.ok_count():
             raise RuntimeError("stopping: {} failures in a row and no sample produced; last: {}".format(
                 self.consecutive_failures, message))
 
@@ -373,6 +378,7 @@ def exit_now(code):
 def read_request_train(path):
     request = load_json(path, "train request")
     check_version(path, request)
-    if "splits" not in request or "train" not in request["splits"]:
+    init_only = (request.get("options") or {}).get("init_only")  # untrained weights: no data read
+    if not init_only and ("splits" not in request or "train" not in request["splits"]):
         raise ContractError("{}: a train request names splits including 'train'".format(path))
     return request

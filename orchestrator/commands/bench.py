@@ -94,14 +94,16 @@ def cmd_bench(args) -> int:
     variant = args.variant or base.variant_for(args.device)
     card = models.variant_card(base, variant)
     config = config_from(args)
-    run, resumed = plan(config, card, args.run_dir or paths.runs_dir())
-    out.print(f"{'resuming' if resumed else 'created'} run {run.path}", highlight=False)
     runtime = get_runtime(args.runtime)
     if runtime.name == "docker" and args.build_missing:
         ensure_image(card, variant)
     if runtime.name == "apptainer" and args.build_missing and not runtime.sif(card).is_file():
         ensure_sif(card, runtime.sif(card).parent, variant)
-    run.update_info(runtime=runtime.identity(card), executor=args.executor, variant=variant)
+    identity = runtime.identity(card)
+    require_weights(card, config, identity)
+    run, resumed = plan(config, card, args.run_dir or paths.runs_dir())
+    out.print(f"{'resuming' if resumed else 'created'} run {run.path}", highlight=False)
+    run.update_info(runtime=identity, executor=args.executor, variant=variant)
     policy = ShardPolicy(retries=args.retries, timeout=args.timeout, gpu=args.device == "cuda",
                          limits=Limits(parse_seconds=args.parse_seconds),
                          checkpoint=Path(config.checkpoint) if config.checkpoint else None)
@@ -116,6 +118,19 @@ def cmd_bench(args) -> int:
         print_summary(run, frame)
         evaluate_stage(run, card, args)
     return 0
+
+
+def require_weights(card, config, identity: dict) -> None:
+    """An image built without its model's published weights (a mirror dropped them) needs --checkpoint."""
+    from ..errors import GencspError
+
+    note = (identity.get("labels") or {}).get("gencsp.weights", "")
+    if config.checkpoint or not note.startswith("absent"):
+        return
+    hint = (f"; untrained weights for a pipeline check: gencsp train --model {card.name} --init-only"
+            if card.untrained_weights else "")
+    raise GencspError(f"{identity.get('image')} was built without the published weights of {card.name} ({note}): "
+                      f"pass --checkpoint FILE, or build the image where GitHub answers{hint}")
 
 
 def run_stage_lock(run):

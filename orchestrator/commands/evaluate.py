@@ -84,5 +84,11 @@ def cmd_evaluate(args) -> int:
     paths = outputs(args, is_run, predictions)
     write(result, *paths)
     show(result, args.profile)
+    if is_run:
+        from ..leaderboard import load_entry
+
+        note = load_entry(predictions).weights_note()
+        if note:  # untrained or smoke-trained weights: said wherever the numbers appear
+            out.print(f"[yellow]{note}[/]", highlight=False)
     out.print(f"wrote {paths[0]}, {paths[1].name}, {paths[2].name}", highlight=False)
     return 0

@@ -10,7 +10,10 @@ from .values import non_negative_int, positive_int, positive_seconds
 def register(sub) -> None:
     parser = sub.add_parser("train", help="train a model without public weights (cdvae, wyckoff_diffusion)")
     parser.add_argument("--model", required=True)
-    parser.add_argument("--dataset", required=True)
+    parser.add_argument("--dataset", help="dataset to train on (optional with --init-only, which reads none)")
+    parser.add_argument("--init-only", action="store_true",
+                        help="no training: seeded random weights from the model's own code (a pipeline check; "
+                             "every row made with them says so)")
     parser.add_argument("--split", default="train",
                         help="split to train on (default train; val where the train split is not at hand: its "
                              "last rows are held out for the trainer's validation, test is never touched)")
@@ -29,16 +32,20 @@ def register(sub) -> None:
 def cmd_train(args) -> int:
     from .. import models
     from ..console import out
+    from ..errors import GencspError
     from ..runtimes import get_runtime
     from ..runtimes.base import log_tail
     from ..train import TrainConfig, TrainError, train, trains_dir
     from .bench import parse_options
 
+    if not args.dataset and not args.init_only:
+        raise GencspError("gencsp train: --dataset is required (except with --init-only)")
     base = models.get(args.model)
     variant = args.variant or base.variant_for(args.device)
     card = models.variant_card(base, variant)
-    config = TrainConfig(model=args.model, dataset=args.dataset, seed=args.seed, device=args.device,
-                         max_epochs=args.epochs, options=parse_options(args.option), split=args.split,
+    options = {**parse_options(args.option), **({"init_only": True} if args.init_only else {})}
+    config = TrainConfig(model=args.model, dataset=args.dataset or "none", seed=args.seed, device=args.device,
+                         max_epochs=args.epochs, options=options, split=args.split,
                          limit=args.limit, variant=variant)
     root = args.train_dir or trains_dir()
     record = train(config, card, get_runtime(args.runtime), root, timeout=args.timeout)
@@ -48,7 +55,7 @@ def cmd_train(args) -> int:
         raise TrainError(f"training {folder} failed ({why}); log tail:\n{log_tail(folder / 'log.txt')}")
     checkpoint = record["checkpoint"]
     out.print(f"checkpoint {checkpoint['path']} (sha256 {checkpoint['sha256'][:16]}…)", highlight=False)
-    if record.get("scale") == "smoke":
+    if record.get("scale") in ("smoke", "none"):
         from ..origin import sentence, trained_origin
 
         out.print(f"[yellow]{sentence(trained_origin(record))}[/]", highlight=False)

@@ -136,6 +136,8 @@ def _fd_chgnet(ctx):
 
     if not ctx.settings.chgnet:
         return SKIP
+    if len(ctx.subset("gencsp", True)) < 2:  # NaN whatever the reference: spare featurizing it
+        return float("nan")
     gen, ref = ctx.once("chgnet", lambda: ctx.chgnet_features("gencsp"))
     return frechet_distance(gen, ref)
 

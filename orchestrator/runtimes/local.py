@@ -50,6 +50,8 @@ class LocalRuntime:
         env["PYTHONPATH"] = os.pathsep.join([str(self.containers / "common"), str(self.containers / card.name)])
         env["PYTHONHASHSEED"] = "0"
         env["GENCSP_PATH_MAP"] = json.dumps({m.container: str(m.host) for m in mounts})
+        if os.environ.get("GENCSP_UPSTREAM"):  # where an upstream model's code is on this host (images: /opt/...)
+            env["GENCSP_UPSTREAM"] = os.environ["GENCSP_UPSTREAM"]
         if not gpu:
             env["CUDA_VISIBLE_DEVICES"] = ""
         return env
