@@ -26,7 +26,7 @@ def one_thread():
 # --- random symmetric structures (PyXtal) ---------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def compatible_groups(counts, allowed=None):
     """Space groups that can hold `counts` atoms per element in a primitive cell."""
     from pyxtal.symmetry import Group
@@ -91,7 +91,7 @@ def random_structure(target, rng, options):
 # --- relaxation with counted evaluations ----------------------------------------------------------
 
 
-class Potential(object):
+class Potential:
     """CHGNet (weights in its wheel) with every energy/force call counted on the current meter."""
 
     def __init__(self, device="cpu"):
@@ -141,7 +141,7 @@ def potential(device):
 # --- the k best distinct structures of a search ----------------------------------------------------
 
 
-class Found(object):
+class Found:
     """Every structure a search relaxed, with its energy and the search's cost when it was found."""
 
     def __init__(self):

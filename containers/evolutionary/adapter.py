@@ -62,7 +62,7 @@ def children(options, elements):
         parts["permutation"] = 0
     parts["random"] = population - sum(parts.values())
     if parts["random"] < 0:
-        raise ValueError("crossover + permutation + strain exceed the population ({})".format(population))
+        raise ValueError(f"crossover + permutation + strain exceed the population ({population})")
     return parts
 
 
@@ -122,7 +122,7 @@ def search(session, target, scratch, potential):
                                    fmax=float(options["fmax"]),
                                    steps=cs.relax_steps(meter, int(options["relax_steps"])))
                 except SystemExit as exc:  # CrySPY exits on errors it logged
-                    raise RuntimeError("CrySPY stopped (exit {}): see its log in the shard log".format(exc.code))
+                    raise RuntimeError(f"CrySPY stopped (exit {exc.code}): see its log in the shard log") from None
                 # the rest of the call makes CrySPY's next generation (selection, crossover, mutations)
                 meter.sampling_seconds += time.monotonic() - started - (meter.relax_seconds - relaxing)
                 if len(found) == before and _finished():

@@ -20,10 +20,9 @@ def fraction_done(meter, session, swarm, generations):
 
 
 def search(session, target, rng):
-    from pymatgen.analysis.structure_matcher import StructureMatcher
-
     import csp_search as cs
     from pso import Swarm
+    from pymatgen.analysis.structure_matcher import StructureMatcher
 
     options = session.options
     potential = cs.potential(session.device)
@@ -49,9 +48,8 @@ def search(session, target, rng):
 
 
 def sample(session):
-    import numpy as np
-
     import csp_search as cs
+    import numpy as np
 
     if session.task != "csp":
         raise g.ContractError("pso only does csp")

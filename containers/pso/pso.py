@@ -136,7 +136,7 @@ def zero_velocity(position):
     return np.zeros(6), np.zeros_like(position[1])
 
 
-class Particle(object):
+class Particle:
     def __init__(self, structure, energy):
         self.position = cell_and_coords(structure.get_reduced_structure())
         self.structure = structure
@@ -153,7 +153,7 @@ class Particle(object):
             self.best = (energy, self.position)
 
 
-class Swarm(object):
+class Swarm:
     """One PSO search. `draw()` gives a random structure, `relax(s)` returns (energy per atom, relaxed)
     or None when the budget is spent, `fraction()` how much of the search is done (0..1),
     `found(energy, structure)` records every relaxed structure."""

@@ -33,9 +33,8 @@ def search(session, target, rng):
 
 
 def sample(session):
-    import numpy as np
-
     import csp_search as cs
+    import numpy as np
 
     if session.task != "csp":
         raise g.ContractError("random_search only does csp")
