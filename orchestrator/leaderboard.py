@@ -342,6 +342,10 @@ COST_LEGEND = (
 )
 
 
+def count(value) -> str:
+    return "-" if value is None else f"{value:,.0f}"
+
+
 def cost_rows(entries: list[Entry]) -> tuple[list[str], list[list]]:
     """One row per evaluated CSP run: what it cost in total and per target, and its @k curve."""
     runs = [e for e in entries if e.task == "csp" and e.evaluated]
@@ -359,8 +363,8 @@ def cost_rows(entries: list[Entry]) -> tuple[list[str], list[list]]:
                 entry.targets else None
         by_k = [fmt(v, "pct") for v in cost["by_k"]] + ["-"] * (width - len(cost["by_k"]))
         out.append([f"{entry.model} [{n}]", f"{fmt(cost['total_compute'], 'sec')} {unit}",
-                    fmt(cost["compute_per_target"], "sec"), fmt(cost["total_evaluations"], "sec"),
-                    fmt(cost["evaluations_per_target"], "sec"), fmt(cost["per_matched"], "sec"), *by_k])
+                    fmt(cost["compute_per_target"], "sec"), count(cost["total_evaluations"]),
+                    count(cost["evaluations_per_target"]), fmt(cost["per_matched"], "sec"), *by_k])
     return headers, out
 
 

@@ -47,6 +47,20 @@ def machine(run) -> dict:
             "load": (min(loads), max(loads)) if loads else None, "load15": max(fifteen) if fifteen else None}
 
 
+def relaxation_cost(run) -> str:
+    """What `gencsp relax` spent on the run's samples (wall seconds shared per batch, FIRE steps), if it ran."""
+    import pandas as pd
+
+    parts = []
+    for folder in sorted(run.entry.path.glob("relax/*/")):
+        table = folder / "relaxed.parquet"
+        if table.is_file():
+            frame = pd.read_parquet(table, columns=["seconds", "steps"])
+            parts.append(f"{folder.name}: {len(frame)} structures, {frame['seconds'].sum():,.0f} s wall, "
+                         f"{int(frame['steps'].sum()):,} steps")
+    return "; ".join(parts) or "none"
+
+
 def _load_text(info: dict) -> str:
     if not info["load"]:
         return "not recorded"
@@ -153,12 +167,14 @@ def section(key, runs, renderer) -> list[str]:
         rows.append([run.label, targets, *(_fmt(total[k]) for k in (
             "total_cpu_seconds", "total_gpu_seconds", "total_energy_evaluations", "total_relax_seconds",
             "total_sampling_seconds", "total_seconds")), info["cpu_model"] or "?",
-            info["cpus"] if info["cpus"] is not None else "?", _load_text(info)])
+            info["cpus"] if info["cpus"] is not None else "?", _load_text(info), relaxation_cost(run)])
     if rows:
         out.append(html.table(["run", "targets", "CPU s", "GPU s", "evaluations", "relaxation s (wall)",
-                               "sampling s (wall)", "model s (wall)", "CPU", "usable CPUs", "load average"], rows))
+                               "sampling s (wall)", "model s (wall)", "CPU", "usable CPUs", "load average",
+                               "gencsp relax afterwards"], rows))
         out.append(html.paragraph(
-            "Totals over the run as the model reported them (every target, matched or not). CPU seconds count all "
+            "Totals over the run as the model reported them (every target, matched or not); a later `gencsp relax` "
+            "of the samples is listed apart (its steps are energy/force evaluations). CPU seconds count all "
             "threads and child processes; wall seconds stretch with the machine's load, CPU seconds much less, "
             "which is why the cost axes use them.", "muted"))
     return out
