@@ -34,7 +34,7 @@ class Column:
     name: str  # CSV header (raw value)
     header: str  # human header ("k" is the run's k)
     keys: tuple[str, ...]  # summary keys tried in order; "{k}" is filled in
-    kind: str  # pct (fraction shown in %), num, sec
+    kind: str  # pct (fraction shown in %), num, sec, int (a count)
     help: str = ""
 
     def value(self, summary: dict, k: int):
@@ -85,7 +85,7 @@ CSP_COST_COLUMNS = (
            "CPU seconds the model reported (all threads and child processes), summed / all targets"),
     Column("gpu_seconds_per_target", "GPU s/target", ("gpu_seconds_per_target",), "sec",
            "GPU seconds the model reported (seconds holding a GPU), summed / all targets"),
-    Column("energy_evaluations_per_target", "evals/target", ("energy_evaluations_per_target",), "num",
+    Column("energy_evaluations_per_target", "evals/target", ("energy_evaluations_per_target",), "int",
            "energy/force evaluations of a potential the model reported, summed / all targets"),
 )
 COST_COLUMNS = (
@@ -238,6 +238,8 @@ def fmt(value, kind: str) -> str:
         return f"{100 * value:.1f}"
     if kind == "sec":
         return f"{value:.3g}"
+    if kind == "int":
+        return f"{value:,.0f}"
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 

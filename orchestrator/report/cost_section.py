@@ -96,6 +96,7 @@ def success_plot(runs, prefix: str) -> tuple[Plot | None, list]:
     if not shown:
         return None, missing
     from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter
 
     figure = Figure(figsize=(9.0, 3.8), dpi=100, layout="constrained")
     axes = figure.subplots(1, 2, sharey=True)
@@ -112,6 +113,8 @@ def success_plot(runs, prefix: str) -> tuple[Plot | None, list]:
             ax.step([max(x, floor) for x in xs], [100 * y for y in ys], where="post", color=hue, linewidth=1.8,
                     label=run.label if axis == "compute_seconds" else None)
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,.0f}" if value >= 1 else f"{value:g}"))
+        ax.xaxis.set_minor_formatter(FuncFormatter(_minor))  # 2 and 5 only: 3 x 10^1, 4 x 10^1 collide
         ax.set_ylim(0, 100)
         _finish(ax, cost.AXES[axis][0], "% of targets matched" if axis == "compute_seconds" else "", grid="both")
     totals = "; ".join(_total_text(run, costs, targets) for run, _, costs, _, targets in shown)
@@ -121,6 +124,11 @@ def success_plot(runs, prefix: str) -> tuple[Plot | None, list]:
                f"match@k and at the most any target cost. Lines cost in total: {totals}."
                + (f" Not on an axis: {'; '.join(notes)}." if notes else ""))
     return Plot(f"{prefix}success_vs_cost", "Success against cost", caption, figure), missing
+
+
+def _minor(value, _position) -> str:
+    digits = f"{value:.0e}"
+    return f"{value:,.0f}" if value >= 1 and digits[0] in "25" else ""
 
 
 def at_k_plot(runs, prefix: str) -> Plot | None:
