@@ -77,7 +77,7 @@ def test_budget_options_must_be_positive(home, capsys):
 
     with pytest.raises(SystemExit):
         main(["bench", "--model", "pso", "--budget-evaluations", "0"])
-    assert "must be above zero" in capsys.readouterr().err
+    assert "must be a positive integer" in capsys.readouterr().err
 
 
 def test_the_budget_reaches_the_request_only_when_given(home, tmp_path):

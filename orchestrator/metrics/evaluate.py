@@ -52,6 +52,7 @@ def _records(inputs, settings: Settings, cache, timing):
     import pandas as pd
 
     from .fingerprints import unusable
+    from .inputs import check_reference_records
     from .records import compute_records
 
     predictions = inputs.predictions
@@ -60,6 +61,7 @@ def _records(inputs, settings: Settings, cache, timing):
     texts = [predictions.at[i, "cif"] for i in usable] + list(inputs.reference["cif"])
     records = compute_records(texts, settings.records, settings.workers, cache, settings.progress,
                               "predictions and reference", timing)
+    check_reference_records(records[len(usable):], inputs.source)
     gen = [unusable(r.input_reason if isinstance(r.input_reason, str) else "no_structure",
                     r.input_message if isinstance(r.input_message, str) else "no structure")
            for r in predictions.itertuples()]
