@@ -34,7 +34,7 @@ class Column:
     name: str  # CSV header (raw value)
     header: str  # human header ("k" is the run's k)
     keys: tuple[str, ...]  # summary keys tried in order; "{k}" is filled in
-    kind: str  # pct (fraction shown in %), num, sec
+    kind: str  # pct (fraction shown in %), num, sec, int (a count)
     help: str = ""
 
     def value(self, summary: dict, k: int):
@@ -80,6 +80,14 @@ GENERATE_COLUMNS = (
     Column("unique_rate", "uniq. %", ("unique_rate",), "pct",
            "distinct structures / valid crystals (StructureMatcher defaults)"),
 )
+CSP_COST_COLUMNS = (
+    Column("cpu_seconds_per_target", "CPU s/target", ("cpu_seconds_per_target",), "sec",
+           "CPU seconds the model reported (all threads and child processes), summed / all targets"),
+    Column("gpu_seconds_per_target", "GPU s/target", ("gpu_seconds_per_target",), "sec",
+           "GPU seconds the model reported (seconds holding a GPU), summed / all targets"),
+    Column("energy_evaluations_per_target", "evals/target", ("energy_evaluations_per_target",), "int",
+           "energy/force evaluations of a potential the model reported, summed / all targets"),
+)
 COST_COLUMNS = (
     Column("failed_fraction", "failed %", ("failed_fraction",), "pct",
            "requested samples without a usable structure (model failure, rejected, unsupported)"),
@@ -95,7 +103,7 @@ TABLE_IDENTITY = tuple(i for i in IDENTITY if i[0] != "task")  # a table per tas
 
 
 def metric_columns(task: str) -> tuple[Column, ...]:
-    return (CSP_COLUMNS if task == "csp" else GENERATE_COLUMNS) + COST_COLUMNS
+    return (CSP_COLUMNS + CSP_COST_COLUMNS if task == "csp" else GENERATE_COLUMNS) + COST_COLUMNS
 
 
 @dataclass
@@ -185,6 +193,23 @@ class Entry:
         summary = self.summary or {}
         return {c.name: c.value(summary, self.k) for c in metric_columns(self.task)}
 
+    @property
+    def targets(self) -> int | None:
+        return self.provenance.get("counts", {}).get("reference")
+
+    def cost(self) -> dict:
+        """Success against cost (CSP): compute seconds (GPU where held, else CPU) and evaluations, the @k curve."""
+        summary = self.summary or {}
+        per_target = summary.get("gpu_seconds_per_target") or summary.get("cpu_seconds_per_target")
+        unit = "GPU" if summary.get("gpu_seconds_per_target") else "CPU"
+        evaluations = summary.get("energy_evaluations_per_target")
+        targets = self.targets
+        return {"unit": unit, "compute_per_target": per_target, "evaluations_per_target": evaluations,
+                "total_compute": per_target * targets if per_target is not None and targets else None,
+                "total_evaluations": evaluations * targets if evaluations is not None and targets else None,
+                "per_matched": summary.get("compute_seconds_per_matched_target"),
+                "by_k": summary.get("match_rate_by_k") or []}
+
 
 def _read_json(path: Path) -> dict:
     try:
@@ -228,6 +253,8 @@ def fmt(value, kind: str) -> str:
         return f"{100 * value:.1f}"
     if kind == "sec":
         return f"{value:.3g}"
+    if kind == "int":
+        return f"{value:,.0f}"
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
@@ -267,13 +294,17 @@ def as_csv(entries: list[Entry]) -> str:
     names = [name for name, _ in IDENTITY] + ["weights_note", "run_id", "evaluated"]
     for task in tasks_of(entries):
         names += [c.name for c in metric_columns(task) if c.name not in names]
+    if "csp" in tasks_of(entries):
+        names.append("match_rate_by_k")
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=names, lineterminator="\n")
     writer.writeheader()
     for entry in entries:
+        by_k = {"match_rate_by_k": " ".join(str(v) for v in entry.cost()["by_k"] if v is not None)} \
+            if entry.task == "csp" else {}
         writer.writerow({**entry.identity(), "weights_note": entry.weights_note() or "",
                          "run_id": entry.path.name, "evaluated": entry.evaluated,
-                         **{k: ("" if v is None else v) for k, v in entry.values().items()}})
+                         **{k: ("" if v is None else v) for k, v in entry.values().items()}, **by_k})
     return buffer.getvalue()
 
 
@@ -290,6 +321,11 @@ def as_markdown(entries: list[Entry]) -> str:
                   if e.task == task and e.weights_note()]
         parts += [f"- **{name}**: {text}" for name, text in legend(task)]
         parts.append("")
+    headers, table = cost_rows(entries)
+    if table:
+        parts += ["### Success against cost (CSP)\n", "| " + " | ".join(headers) + " |",
+                  "|" + "|".join("---" for _ in headers) + "|", *("| " + " | ".join(map(str, r)) + " |" for r in table),
+                  "", *(f"- **{name}**: {text}" for name, text in COST_LEGEND), ""]
     return "\n".join(parts)
 
 
@@ -317,6 +353,41 @@ def as_latex(entries: list[Entry]) -> str:
                   r"\caption{" + latex_escape(f"Leaderboard, {title(task)}. {caption}.") + "}",
                   r"\end{table}", ""]
     return "\n".join(parts)
+
+
+COST_LEGEND = (
+    ("compute s", "CPU seconds the model reported (GPU seconds where it held a GPU), over the whole run and per "
+                  "target; 'CPU s (shards)' marks a run without recorded costs: shard times summed instead"),
+    ("evals", "energy/force evaluations of a potential, over the whole run and per target"),
+    ("s/match", "compute seconds of the whole run / targets matched (best of k)"),
+    ("@j", "match rate over the first j samples of each target (CDVAE tolerances, share of ALL targets): the @k curve"),
+)
+
+
+def count(value) -> str:
+    return "-" if value is None else f"{value:,.0f}"
+
+
+def cost_rows(entries: list[Entry]) -> tuple[list[str], list[list]]:
+    """One row per evaluated CSP run: what it cost in total and per target, and its @k curve."""
+    runs = [e for e in entries if e.task == "csp" and e.evaluated]
+    width = max((len(e.cost()["by_k"]) for e in runs), default=0)
+    headers = ["model", "compute s", "compute s/target", "evals", "evals/target", "s/match",
+               *(f"@{j}" for j in range(1, width + 1))]
+    out = []
+    for n, entry in enumerate(runs, 1):
+        cost = entry.cost()
+        unit = cost["unit"]
+        if cost["compute_per_target"] is None:  # no contract-1.1 costs: shard times are all there is
+            unit, summed = "CPU s (shards)", (entry.summary or {}).get("summed_seconds_per_sample")
+            cost["total_compute"] = summed * entry.requested if summed is not None and entry.requested else None
+            cost["compute_per_target"] = cost["total_compute"] / entry.targets if cost["total_compute"] and \
+                entry.targets else None
+        by_k = [fmt(v, "pct") for v in cost["by_k"]] + ["-"] * (width - len(cost["by_k"]))
+        out.append([f"{entry.model} [{n}]", f"{fmt(cost['total_compute'], 'sec')} {unit}",
+                    fmt(cost["compute_per_target"], "sec"), count(cost["total_evaluations"]),
+                    count(cost["evaluations_per_target"]), fmt(cost["per_matched"], "sec"), *by_k])
+    return headers, out
 
 
 TERMINAL_IDENTITY = tuple(i for i in TABLE_IDENTITY if i[0] != "subset")  # subsets printed below: long text
@@ -352,6 +423,19 @@ def print_tables(entries: list[Entry]) -> None:
             if entry.weights_note():
                 out.print(f"      [yellow]{entry.weights_note()}[/]", highlight=False)
         for name, text in legend(task):
+            out.print(f"  [bold]{name}[/]: {text}", highlight=False)
+    headers, body = cost_rows(entries)
+    if body:
+        from rich import box
+        from rich.table import Table
+
+        table = Table(title="Success against cost (CSP)", box=box.SIMPLE_HEAD)
+        for i, header in enumerate(headers):
+            table.add_column(header, justify="left" if i == 0 else "right", no_wrap=i == 0)
+        for row in body:
+            table.add_row(*map(str, row))
+        out.print(table)
+        for name, text in COST_LEGEND:
             out.print(f"  [bold]{name}[/]: {text}", highlight=False)
     missing = [e for e in entries if not e.evaluated]
     if missing:

@@ -26,7 +26,7 @@ from enum import StrEnum
 from importlib import metadata
 from pathlib import Path
 
-from schemas import CONTRACT_VERSION, ModelCard, SampleRequest, Target, Task
+from schemas import CONTRACT_VERSION, Budget, ModelCard, SampleRequest, Target, Task
 
 from . import __version__
 from .atomic import write_json, write_text
@@ -39,6 +39,9 @@ LIBRARIES = ("pymatgen", "matminer", "smact", "numpy", "scipy", "pandas", "pydan
 
 class RunError(GencspError):
     """A run folder is missing, corrupt, or holds another configuration."""
+
+
+LATER_FIELDS = ("budget_evaluations", "budget_seconds")
 
 
 class State(StrEnum):
@@ -66,9 +69,18 @@ class RunConfig:
     options: dict = field(default_factory=dict)
     symprec: float = 0.1
     checkpoint: str | None = None  # host path of the weights (file or folder), mounted read-only
+    budget_evaluations: int | None = None  # per target: energy/force evaluations a search may spend
+    budget_seconds: float | None = None  # per target: compute seconds (CPU, or GPU on a GPU)
 
     def key(self) -> str:
-        return sha256_json(asdict(self))[:10]
+        # Fields added later count only when set, so that the runs made before them keep their ids.
+        data = {k: v for k, v in asdict(self).items() if not (k in LATER_FIELDS and v is None)}
+        return sha256_json(data)[:10]
+
+    def budget(self) -> Budget | None:
+        if self.budget_evaluations is None and self.budget_seconds is None:
+            return None
+        return Budget(evaluations=self.budget_evaluations, seconds=self.budget_seconds)
 
     def run_id(self) -> str:
         return f"{self.model}-{self.dataset}-{self.split}-{self.task}-s{self.seed}-{self.key()}"
@@ -85,8 +97,10 @@ def library_versions() -> dict[str, str]:
 
 
 def host_info() -> dict:
+    from .hardware import describe
+
     return {"hostname": socket.gethostname(), "platform": platform.platform(),
-            "python": platform.python_version(), "cpus": os.cpu_count()}
+            "python": platform.python_version(), "cpus": os.cpu_count(), **describe()}
 
 
 def now() -> str:
@@ -209,7 +223,8 @@ def create(path: Path, config: RunConfig, card: ModelCard, targets: list[Target]
         (shard_dir / "out").mkdir(parents=True)
         request = SampleRequest(task=config.task, seed=config.seed, device=config.device,
                                 batch_size=config.batch_size, options={**card.default_options, **config.options},
-                                data=data or {}, targets=group, checkpoint=checkpoint_in_container(config))
+                                data=data or {}, targets=group, checkpoint=checkpoint_in_container(config),
+                                budget=config.budget())
         write_text(shard_dir / "request.json", request.model_dump_json(indent=2, exclude_none=True) + "\n")
     if truth_frame is not None:
         from .atomic import write_parquet

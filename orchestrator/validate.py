@@ -22,17 +22,23 @@ from .structures import DEFAULT_MAX_ATOMS, DEFAULT_PARSE_SECONDS, StructureError
 
 MANIFEST = "manifest.json"
 ACCEPTED, REJECTED = "accepted", "rejected"
+# What a sample cost (contract 1.1; empty for older manifests), and what its search had spent when it found it.
+COST_FIELDS = ("cpu_seconds", "gpu_seconds", "energy_evaluations", "relax_seconds", "sampling_seconds")
+FOUND_FIELDS = {"found_seconds": "seconds", "found_cpu_seconds": "cpu_seconds", "found_gpu_seconds": "gpu_seconds",
+                "found_evaluations": "energy_evaluations"}
+COST_COLUMNS = (*COST_FIELDS, *FOUND_FIELDS)
 COLUMNS = (
     "target_id", "sample_index", "status", "reason", "message", "model_status", "seconds",
     "cif_path", "cif", "wyckoff", "formula", "num_atoms", "num_elements", "volume",
-    "composition_match", "num_atoms_match",
+    "composition_match", "num_atoms_match", *COST_COLUMNS,
 )
 
 
 # Fixed column types, so that tables of different shards concatenate without guessing.
 DTYPES = {"shard": "Int64", "sample_index": "int64", "seconds": "float64", "num_atoms": "Int64",
           "num_elements": "Int64", "volume": "float64", "composition_match": "boolean",
-          "num_atoms_match": "boolean"}
+          "num_atoms_match": "boolean",
+          **{c: "Int64" if "evaluations" in c else "float64" for c in COST_COLUMNS}}
 
 
 def typed(frame):
@@ -188,6 +194,16 @@ def _resolve_inside(out_dir: Path, relative: str, max_bytes: int) -> Path:
     return real
 
 
+def cost_values(record: SampleRecord) -> dict:
+    """The cost columns of a record (none for a manifest older than contract 1.1)."""
+    if record.cost is None:
+        return {}
+    values = {name: getattr(record.cost, name) for name in COST_FIELDS}
+    if record.cost.found_after is not None:
+        values.update({c: getattr(record.cost.found_after, f) for c, f in FOUND_FIELDS.items()})
+    return values
+
+
 def _row(record: SampleRecord | None, target_id: str, index: int, **values) -> dict:
     row = dict.fromkeys(COLUMNS)
     row.update(target_id=target_id, sample_index=index)
@@ -195,6 +211,7 @@ def _row(record: SampleRecord | None, target_id: str, index: int, **values) -> d
         row.update(model_status=str(record.status), seconds=record.seconds, message=record.message)
         if record.wyckoff is not None:
             row["wyckoff"] = record.wyckoff.model_dump_json()
+        row.update(cost_values(record))
     row.update(values)
     return {k: printable(v) if isinstance(v, str) else v for k, v in row.items()}
 

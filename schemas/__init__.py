@@ -2,11 +2,15 @@
 
 from .contract import (
     CONTRACT_VERSION,
+    Budget,
     Conditioning,
     Device,
+    Hardware,
     Manifest,
     ModelIdentity,
+    Progress,
     RuntimeInfo,
+    SampleCost,
     SampleRecord,
     SampleRequest,
     Status,
@@ -20,7 +24,7 @@ from .contract import (
 from .model_card import Family, GpuNeed, ModelCard, Oracle
 
 __all__ = [
-    "CONTRACT_VERSION", "Conditioning", "Device", "Family", "GpuNeed", "Manifest", "ModelCard",
-    "ModelIdentity", "Oracle", "RuntimeInfo", "SampleRecord", "SampleRequest", "Status", "Target",
+    "CONTRACT_VERSION", "Budget", "Conditioning", "Device", "Family", "GpuNeed", "Hardware", "Manifest",
+    "ModelCard", "ModelIdentity", "Oracle", "Progress", "RuntimeInfo", "SampleCost", "SampleRecord", "SampleRequest", "Status", "Target",
     "Task", "TrainRequest", "Upstream", "WyckoffDescription", "WyckoffSite",
 ]

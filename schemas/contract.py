@@ -15,7 +15,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 # Major bumps break images; minor bumps add optional fields only.
-CONTRACT_VERSION = "1.0"
+# 1.1: compute accounting (SampleRecord.cost, RuntimeInfo hardware, load and CPU seconds) and
+# per-target budgets (SampleRequest.budget).
+CONTRACT_VERSION = "1.1"
 
 _SHA256 = r"^[0-9a-f]{64}$"
 
@@ -78,6 +80,18 @@ class Target(Strict):
         return self
 
 
+class Budget(Strict):
+    """Compute allowed to each target's search: a search stops before exceeding either limit.
+
+    Seconds are compute seconds: CPU seconds (all threads and child processes) on a CPU device,
+    GPU seconds on a GPU. Models that do not search (one pass per sample) may ignore the budget;
+    their recorded cost says what they spent.
+    """
+
+    evaluations: int | None = Field(default=None, ge=1, description="Energy/force evaluations per target.")
+    seconds: float | None = Field(default=None, gt=0, description="Compute seconds per target.")
+
+
 class SampleRequest(Strict):
     contract_version: str = CONTRACT_VERSION
     task: Task
@@ -89,6 +103,7 @@ class SampleRequest(Strict):
     data: dict[str, str] = Field(
         default_factory=dict, description="Dataset splits mounted read-only (split -> CSV path inside the container)."
     )
+    budget: Budget | None = Field(default=None, description="Per-target compute budget (contract 1.1).")
     targets: list[Target] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -119,6 +134,15 @@ class ModelIdentity(Strict):
     checkpoint_sha256: str | None = Field(default=None, pattern=_SHA256)
 
 
+class Hardware(Strict):
+    """What the model ran on, as seen from inside its container."""
+
+    cpu_model: str | None = None
+    logical_cpus: int | None = Field(default=None, ge=1, description="CPUs of the machine.")
+    usable_cpus: float | None = Field(default=None, gt=0, description="CPUs this process may use (affinity, quota).")
+    memory_gb: float | None = Field(default=None, ge=0)
+
+
 class RuntimeInfo(Strict):
     device: str
     gpu_name: str | None = None
@@ -126,6 +150,11 @@ class RuntimeInfo(Strict):
     python: str | None = None
     start: datetime
     end: datetime | None = None
+    # contract 1.1
+    hardware: Hardware | None = None
+    cpu_seconds: float | None = Field(default=None, ge=0, description="CPU seconds of the whole process.")
+    load_start: list[float] | None = Field(default=None, description="Machine load average (1, 5, 15 min) at start.")
+    load_end: list[float] | None = Field(default=None, description="Machine load average (1, 5, 15 min) at the end.")
 
 
 class WyckoffDescription(Strict):
@@ -133,6 +162,26 @@ class WyckoffDescription(Strict):
 
     space_group: int = Field(ge=1, le=230)
     sites: list[WyckoffSite] = Field(min_length=1)
+
+
+class Progress(Strict):
+    """Cost a target's search had spent when a structure was first found."""
+
+    seconds: float | None = Field(default=None, ge=0)
+    cpu_seconds: float | None = Field(default=None, ge=0)
+    gpu_seconds: float | None = Field(default=None, ge=0)
+    energy_evaluations: int | None = Field(default=None, ge=0)
+
+
+class SampleCost(Strict):
+    """What one sample cost (contract 1.1). A search's cost is shared equally by the samples it returns."""
+
+    cpu_seconds: float | None = Field(default=None, ge=0, description="User + system CPU, all threads and children.")
+    gpu_seconds: float | None = Field(default=None, ge=0, description="Seconds holding a GPU.")
+    energy_evaluations: int | None = Field(default=None, ge=0, description="Energy/force calls of a potential.")
+    relax_seconds: float | None = Field(default=None, ge=0, description="Wall seconds in local relaxations.")
+    sampling_seconds: float | None = Field(default=None, ge=0, description="Wall seconds in the generative sampler.")
+    found_after: Progress | None = Field(default=None, description="Search: its cost when this structure was found.")
 
 
 class SampleRecord(Strict):
@@ -143,6 +192,7 @@ class SampleRecord(Strict):
     wyckoff: WyckoffDescription | None = None
     message: str | None = Field(default=None, max_length=10_000)
     seconds: float = Field(ge=0)
+    cost: SampleCost | None = None
 
     @model_validator(mode="after")
     def _status_matches_payload(self) -> SampleRecord:

@@ -145,6 +145,17 @@ def test_check_image_passes_for_the_baselines(home, baseline_images):
         assert not failed, (model, failed)
 
 
+@pytest.mark.parametrize("model", ["evolutionary", "pso"])
+def test_check_image_passes_for_the_search_baselines(home, docker_client, model):
+    """CHGNet searches in a container with one CPU: the contract, no network, same seed same structures."""
+    from conftest import need
+    from orchestrator import images
+
+    need(images.image_exists(docker_client, f"gencsp/{model}"), f"gencsp/{model} is not built (gencsp build {model})")
+    checks = check_image(model, DockerRuntime())
+    assert not [c for c in checks if not c.passed], checks
+
+
 def test_cli_bench_through_docker_prints_a_row(home, tmp_path, baseline_images):
     from orchestrator.cli import main
 

@@ -140,6 +140,73 @@ def test_samples_rejected_by_the_models_own_filters_do_not_stop_it(tmp_path):
     assert messages[80:130] == ["checkpoint key missing"] * 50 and "stopping: 50 failures" in messages[130]
 
 
+def test_slots_record_cpu_seconds_and_what_the_adapter_counted(tmp_path):
+    request, path = write_request(tmp_path, NACL[:1])
+    proc, out = run_adapter(tmp_path, """
+        def sample(session):
+            for target, index in session.requested():
+                with session.slot(target, index) as slot:
+                    sum(i * i for i in range(300000 * (index + 1)))  # CPU work
+                    slot.cost["energy_evaluations"] = 7
+                    if index == 1:
+                        raise ValueError("no structure")
+                    slot.cif(CIF)
+    """, path)
+    assert proc.returncode == 0, proc.stderr
+    manifest = Manifest.model_validate_json((out / "manifest.json").read_text())
+    ok, failed = manifest.samples
+    assert ok.cost.cpu_seconds > 0 and ok.cost.energy_evaluations == 7 and ok.cost.gpu_seconds is None
+    assert failed.status == "failed" and failed.cost.cpu_seconds > 0  # failures cost too
+    runtime = manifest.runtime
+    assert runtime.cpu_seconds >= ok.cost.cpu_seconds + failed.cost.cpu_seconds
+    assert runtime.hardware.logical_cpus >= 1 and runtime.hardware.usable_cpus > 0 and runtime.hardware.memory_gb > 0
+    assert len(runtime.load_start) == len(runtime.load_end) == 3
+
+
+def test_a_search_stops_at_its_budget_and_shares_its_cost(tmp_path):
+    from schemas import Budget
+
+    request, path = write_request(tmp_path, [Target(id="nacl", composition={"Na": 1, "Cl": 1}, samples=3)],
+                                  budget=Budget(evaluations=40))
+    proc, out = run_adapter(tmp_path, """
+        def sample(session):
+            for target in session.targets:
+                with session.search(target) as meter:
+                    found = []
+                    while not meter.exhausted():
+                        meter.count(15 if meter.remaining_evaluations() >= 15 else meter.remaining_evaluations())
+                        found.append((CIF, meter.progress()))
+                    meter.found = found[:2]
+                    sys.stderr.write("budget %r evaluations %d;" % (session.budget, meter.evaluations))
+    """, path)
+    assert proc.returncode == 0, proc.stderr
+    assert "budget {'evaluations': 40} evaluations 40" in proc.stderr
+    samples = Manifest.model_validate_json((out / "manifest.json").read_text()).samples
+    assert [s.status for s in samples] == ["ok", "ok", "failed"]
+    assert "the search found 2 distinct structure(s), 3 were requested" in samples[2].message
+    assert [s.cost.found_after.energy_evaluations for s in samples[:2]] == [15, 30]
+    assert sum(s.cost.energy_evaluations for s in samples) == 39  # 40 shared by 3, rounded per sample
+    assert samples[2].cost.found_after is None
+
+
+def test_an_exception_in_a_search_fails_all_its_samples_with_their_cost(tmp_path):
+    request, path = write_request(tmp_path, NACL)
+    proc, out = run_adapter(tmp_path, """
+        def sample(session):
+            for target in session.targets:
+                with session.search(target) as meter:
+                    meter.count(10)
+                    if target["id"] == "kcl":
+                        raise RuntimeError("potential diverged")
+                    meter.found = [(CIF, meter.progress())] * 2
+    """, path)
+    assert proc.returncode == 0, proc.stderr
+    samples = Manifest.model_validate_json((out / "manifest.json").read_text()).samples
+    kcl = [s for s in samples if s.target_id == "kcl"]
+    assert [s.message for s in kcl] == ["RuntimeError: potential diverged"] * 2
+    assert [s.cost.energy_evaluations for s in kcl] == [5, 5]
+
+
 def test_wrong_contract_version_is_refused(tmp_path):
     path = tmp_path / "request.json"
     path.write_text(json.dumps({"contract_version": "2.0", "task": "csp", "targets": []}))

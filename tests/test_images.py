@@ -7,6 +7,7 @@ import pytest
 from conftest import ROOT
 from orchestrator import images, models, paths
 from orchestrator.images import ImageError
+from schemas import CONTRACT_VERSION
 
 pytestmark = pytest.mark.docker
 
@@ -50,7 +51,7 @@ def test_context_holds_helper_model_and_ca_bundle(containers, tmp_path, monkeypa
     assert (context / "ca-bundle.crt").read_text() == bundle.read_text()
     assert (context / "common" / "gencsp_helper.py").is_file() and (context / "ctx" / "Dockerfile").is_file()
     labels = images.labels_for(models.get("ctx"))
-    assert labels["gencsp.upstream.commit"] == "abc123" and labels["gencsp.contract"] == "1.0"
+    assert labels["gencsp.upstream.commit"] == "abc123" and labels["gencsp.contract"] == CONTRACT_VERSION
 
 
 def test_a_failing_build_names_the_log_and_the_error(home, containers, docker_client):

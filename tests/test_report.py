@@ -68,6 +68,10 @@ def test_leaderboard_csv_carries_the_evaluated_numbers(runs):
     assert float(rows["generate"]["cov_recall"]) == pytest.approx(generate["cdvae.cov_recall"])
     assert float(rows["generate"]["fd_crystalnn"]) == pytest.approx(generate["fd_crystalnn"])
     assert rows["csp"]["samples"] == "k=2" and rows["csp"]["oracle"] == "none"
+    assert float(rows["csp"]["cpu_seconds_per_target"]) == pytest.approx(csp["cpu_seconds_per_target"])
+    assert csp["cpu_seconds_per_target"] > 0
+    assert [float(v) for v in rows["csp"]["match_rate_by_k"].split()] == pytest.approx(csp["match_rate_by_k"])
+    assert csp["match_rate_by_k"][-1] == pytest.approx(csp["match_rate@2"])
     assert rows["csp"]["subset"] == "6 targets (all of mini/test)" and rows["csp"]["profile"] == "gencsp"
 
 
@@ -75,8 +79,10 @@ def test_leaderboard_of_a_runs_folder_in_every_format(runs):
     table = gencsp(runs.env, "leaderboard", "--runs-dir", runs.folder)
     assert "random_search [1]" in table and "replay [1]" in table and "not evaluated" in table
     assert "1 run(s) not evaluated yet" in table
+    assert "Success against cost (CSP)" in table and "compute s/target" in table
     markdown = gencsp(runs.env, "leaderboard", "--runs-dir", runs.folder, "--format", "markdown", "--task", "csp")
     assert markdown.count("| random_search | mini/test |") == 2 and "replay" not in markdown
+    assert "### Success against cost (CSP)" in markdown and "| @1 | @2 |" in markdown
     out = runs.base / "board.tex"
     gencsp(runs.env, "leaderboard", "--runs-dir", runs.folder, "--format", "latex", "--out", out)
     assert out.read_text().count(r"\begin{table}") == 2
@@ -113,7 +119,8 @@ def test_report_reads_without_the_json(runs, report):
     for needle in ("Runs and provenance", "Leaderboard", "Validity", "Match rate against the truth",
                    "Coverage and uniqueness", "Density", "Number of elements", "Space groups", "Crystal systems",
                    "Time per sample", "Failed samples", "Seconds per REQUESTED sample", "Share of ALL targets",
-                   "Share of ALL requested samples", "headline subset", "symprec 0.1 Å"):
+                   "Share of ALL requested samples", "headline subset", "symprec 0.1 Å", "Success against cost",
+                   "Lines cost in total: random_search", "Match rate @k", "load average"):
         assert needle in text, needle
     info = json.loads((runs.csp / "run.json").read_text())
     assert info["dataset"]["sha256"] in text and f"gencsp {info['gencsp_version']}" in text
@@ -129,7 +136,8 @@ def test_figures_are_written_as_png_and_svg(report):
     files = report.with_name("report_files")
     pngs = sorted(p.stem for p in files.glob("*.png"))
     assert pngs == sorted(p.stem for p in files.glob("*.svg"))
-    assert {"csp-mini-test-validity", "csp-mini-test-match_rate", "generate-mini-test-coverage",
+    assert {"csp-mini-test-validity", "csp-mini-test-match_rate", "csp-mini-test-success_vs_cost",
+            "csp-mini-test-match_at_k", "generate-mini-test-coverage",
             "generate-mini-test-density", "generate-mini-test-space_groups", "time_per_sample"} <= set(pngs)
     for stem in pngs:
         with Image.open(files / f"{stem}.png") as image:
@@ -211,6 +219,7 @@ def test_report_renders_in_chromium(report, tmp_path_factory):
         assert len(images) == expected >= 15
         broken = [i for i in images if not (i["complete"] and i["width"] > 0 and i["height"] > 0 and i["shown"] > 0)]
         assert not broken, broken
+        assert {"Success against cost", "Match rate @k"} <= {i["alt"] for i in images}  # rendered, not broken
         assert [r for r in driver.execute_script(RESOURCES) if not r.startswith("data:")] == []
         errors = [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "WARNING")]
         assert not errors, errors

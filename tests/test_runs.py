@@ -19,6 +19,7 @@ from orchestrator.plan import plan
 from orchestrator.runs import Run, RunConfig, RunError, State, pack
 from orchestrator.runtimes.local import LocalRuntime
 from orchestrator.targets import csp_targets, target_id, unsupported_reason
+from orchestrator.validate import COST_COLUMNS
 from schemas import ModelCard, Target, Task
 
 
@@ -97,7 +98,8 @@ def test_resume_never_redoes_finished_shards(home, tmp_path):
     assert second.state()["attempts"] == 3 and not (second.out_dir / "partial.tmp").exists()
     assert (first.out_dir / "structures").iterdir().__next__().read_text() == cif_before
     again = collect(run)
-    pd.testing.assert_frame_equal(reference.drop(columns="seconds"), again.drop(columns="seconds"))
+    timings = ["seconds", *COST_COLUMNS]  # measured again on the rerun
+    pd.testing.assert_frame_equal(reference.drop(columns=timings), again.drop(columns=timings))
     assert len(again) == 6 and (again["status"] == "accepted").all()
 
 
@@ -213,7 +215,8 @@ def test_killing_bench_and_running_it_again_gives_identical_results(home, tmp_pa
     assert again.returncode == 0 and "resuming run" in again.stdout.replace("\n", "")
     (a,) = (tmp_path / "a").iterdir()
     (b,) = (tmp_path / "b").iterdir()
-    first = pd.read_parquet(a / "structures.parquet").drop(columns="seconds")
-    second = pd.read_parquet(b / "structures.parquet").drop(columns="seconds")
+    timings = ["seconds", *COST_COLUMNS]
+    first = pd.read_parquet(a / "structures.parquet").drop(columns=timings)
+    second = pd.read_parquet(b / "structures.parquet").drop(columns=timings)
     pd.testing.assert_frame_equal(first, second)
     assert (second["status"] == "accepted").all() and len(second) == 8

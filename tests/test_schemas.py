@@ -3,7 +3,7 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from schemas import Manifest, ModelCard, SampleRequest, Target, TrainRequest, export
+from schemas import CONTRACT_VERSION, Manifest, ModelCard, SampleRequest, Target, TrainRequest, export
 from schemas.errors import format_errors
 
 
@@ -22,7 +22,7 @@ def test_stale_detects_an_edited_file(tmp_path):
 
 def test_schema_files_carry_the_contract_version():
     for name, text in export.render().items():
-        assert "/1.0/" in json.loads(text)["$id"], name
+        assert f"/{CONTRACT_VERSION}/" in json.loads(text)["$id"], name
 
 
 def test_csp_request_needs_compositions_and_unique_ids():
@@ -59,6 +59,37 @@ def test_manifest_records_need_payload_or_message():
     wyckoff = {"space_group": 225, "sites": [{"element": "Na", "letter": "a"}]}
     manifest = Manifest.model_validate({**base, "samples": [{**ok, "wyckoff": wyckoff}]})
     assert manifest.samples[0].wyckoff.space_group == 225
+
+
+def test_a_1_0_manifest_stays_valid_and_1_1_adds_cost_fields():
+    old = {"contract_version": "1.0", "task": "csp", "seed": 0, "model": {"name": "m"},
+           "runtime": {"device": "cpu", "start": "2026-01-01T00:00:00Z"},
+           "samples": [{"target_id": "a", "sample_index": 0, "status": "ok", "cif": "a.cif", "seconds": 1.0}]}
+    assert Manifest.model_validate(old).samples[0].cost is None
+    new = json.loads(json.dumps(old))
+    new["contract_version"] = CONTRACT_VERSION
+    new["runtime"].update(hardware={"cpu_model": "x", "logical_cpus": 2, "usable_cpus": 1.0, "memory_gb": 23.4},
+                          cpu_seconds=12.5, load_start=[1.0, 2.0, 3.0], load_end=[2.0, 2.0, 3.0])
+    new["samples"][0]["cost"] = {"cpu_seconds": 3.2, "energy_evaluations": 120, "relax_seconds": 2.9,
+                                 "found_after": {"seconds": 1.0, "cpu_seconds": 1.1, "energy_evaluations": 40}}
+    manifest = Manifest.model_validate(new)
+    assert manifest.samples[0].cost.found_after.energy_evaluations == 40
+    assert manifest.runtime.hardware.usable_cpus == 1.0
+    new["samples"][0]["cost"]["energy_evaluations"] = -1
+    with pytest.raises(ValidationError):
+        Manifest.model_validate(new)
+    new["samples"][0]["cost"] = {"cpu_seconds": 1, "flops": 3}
+    with pytest.raises(ValidationError, match="flops"):
+        Manifest.model_validate(new)
+
+
+def test_a_budget_names_evaluations_or_seconds_per_target():
+    targets = [{"id": "a", "composition": {"Na": 1}}]
+    request = SampleRequest.model_validate({"task": "csp", "budget": {"evaluations": 500}, "targets": targets})
+    assert request.budget.evaluations == 500 and request.budget.seconds is None
+    with pytest.raises(ValidationError):
+        SampleRequest.model_validate({"task": "csp", "budget": {"evaluations": 0}, "targets": targets})
+    assert "budget" not in SampleRequest(task="csp", targets=targets).model_dump(exclude_none=True)
 
 
 def test_model_card_rules():

@@ -25,11 +25,12 @@ from orchestrator.cli import main
 from orchestrator.executors.slurm import Resources, Task, queue_states, sif_check, submit_array, wait
 from orchestrator.hashing import sha256_file
 from orchestrator.runs import Run
+from orchestrator.validate import COST_COLUMNS
 
 pytestmark = pytest.mark.slurm
 BENCH = ["bench", "--model", "random_search", "--dataset", "perov_5", "--limit", "12", "--shard-size", "4",
          "--executor", "slurm", "--profile", "local"]
-TIMING = ["seconds"]  # columns that differ between two identical runs
+TIMING = ["seconds", *COST_COLUMNS]  # columns that differ between two identical runs (measured times)
 
 
 def slurm_problem() -> str | None:

@@ -38,6 +38,10 @@ def add_run_arguments(parser) -> None:
     parser.add_argument("--batch-size", type=positive_int, default=64)
     parser.add_argument("--option", action="append", metavar="KEY=VALUE", help="model option (repeatable)")
     parser.add_argument("--checkpoint", help="host path of the weights (file or folder), mounted read-only")
+    parser.add_argument("--budget-evaluations", type=positive_int, metavar="N",
+                        help="per target: energy/force evaluations a search may spend (searches stop there)")
+    parser.add_argument("--budget-seconds", type=positive_seconds, metavar="S",
+                        help="per target: compute seconds a search may spend (CPU seconds; GPU seconds on a GPU)")
     parser.add_argument("--variant", help="image variant (cpu, cuda; default: the one built for --device)")
     parser.add_argument("--run-dir", type=Path, help="runs folder (default: ./runs or $GENCSP_RUNS)")
 
@@ -76,7 +80,8 @@ def config_from(args):
                      seed=args.seed, samples_per_target=args.samples_per_target, num_samples=args.num_samples,
                      limit=args.limit, shard_size=args.shard_size, device=args.device,
                      batch_size=args.batch_size, options=parse_options(args.option),
-                     checkpoint=str(Path(args.checkpoint).resolve()) if args.checkpoint else None)
+                     checkpoint=str(Path(args.checkpoint).resolve()) if args.checkpoint else None,
+                     budget_evaluations=args.budget_evaluations, budget_seconds=args.budget_seconds)
 
 
 def cmd_bench(args) -> int:

@@ -74,3 +74,75 @@ metric("wall_seconds_per_sample", "run wall time (time during which at least one
        "included) / requested samples", "lower", ANY, {"gencsp": "wall_seconds_per_sample"})(lambda ctx: _per_shard_time(ctx, 0))
 metric("summed_seconds_per_sample", "shard times (start to validated manifest, containers included) summed "
        "over shards / requested samples", "lower", ANY, {"gencsp": "summed_seconds_per_sample"})(lambda ctx: _per_shard_time(ctx, 1))
+
+
+# --- compute accounting (contract 1.1): what the model reported per sample ------------------------
+
+
+def _costs(ctx):
+    """The run's sample costs (orchestrator.cost), or None without a run or without recorded costs."""
+    def load():
+        import pandas as pd
+
+        from ..cost import recorded, sample_costs
+
+        samples = pd.read_parquet(ctx.inputs.run.path / "structures.parquet")
+        return sample_costs(samples) if recorded(samples) else None
+
+    return None if ctx.inputs.run is None else ctx.once("sample-costs", load)
+
+
+def _per(ctx, name: str, per_target: bool):
+    from ..cost import totals
+
+    costs = _costs(ctx)
+    if costs is None:
+        return SKIP
+    count = len(ctx.ref) if per_target else ctx.n_requested
+    value = totals(costs, count)[f"{name}_per_target"]
+    return SKIP if value is None else value
+
+
+_COSTS = (("cpu_seconds", "CPU seconds (user + system, all threads and child processes) the model reported"),
+          ("gpu_seconds", "GPU seconds the model reported (seconds holding a GPU)"),
+          ("energy_evaluations", "energy/force evaluations of a potential the model reported"))
+for _name, _what in _COSTS:
+    metric(f"{_name}_per_sample", f"{_what}, summed / requested samples", "lower", ANY,
+           {"gencsp": f"{_name}_per_sample"})(lambda ctx, n=_name: _per(ctx, n, False))
+for _name, _what in (*_COSTS, ("relax_seconds", "wall seconds in local relaxations the model reported"),
+                     ("sampling_seconds", "wall seconds generating candidates the model reported")):
+    metric(f"{_name}_per_target", f"{_what}, summed / all targets", "lower", "csp",
+           {"gencsp": f"{_name}_per_target"})(lambda ctx, n=_name: _per(ctx, n, True))
+
+
+def _matched(ctx):
+    from .csp_metrics import _pairs
+
+    table = _pairs(ctx)
+    return table.assign(matched=table["pred_valid_gencsp"] & table["rms_loose"].notna())[
+        ["target_id", "sample_index", "matched"]]
+
+
+@metric("match_rate_by_k", "[match@1, ..., match@k]: targets with a valid sample matching the truth (CDVAE "
+        "tolerances) among their first j samples / all targets, j = 1..k (the @k curve)", "higher", "csp",
+        {"gencsp": "match_rate_by_k"})
+def _by_k(ctx):
+    from ..cost import match_at_k
+    from .csp_metrics import k_samples
+
+    return match_at_k(_matched(ctx), len(ctx.ref), k_samples(ctx))
+
+
+@metric("compute_seconds_per_matched_target", "compute seconds (CPU, or GPU where held) summed over the run / "
+        "targets matched (CDVAE tolerances, best of k)", "lower", "csp",
+        {"gencsp": "compute_seconds_per_matched_target"})
+def _per_match(ctx):
+    from ..cost import totals
+
+    costs = _costs(ctx)
+    if costs is None:
+        return SKIP
+    matched = _matched(ctx)
+    hits = matched.loc[matched["matched"], "target_id"].nunique()
+    total = totals(costs, 1)["total_compute_seconds"]
+    return total / hits if hits and total is not None else None

@@ -37,9 +37,11 @@ class Result:
 
 
 def _number(value):
-    """JSON-safe: numpy scalars to Python, NaN/inf to None."""
+    """JSON-safe: numpy scalars to Python, NaN/inf to None (also inside a list, e.g. a curve)."""
     if value is None:
         return None
+    if isinstance(value, list | tuple):
+        return [_number(v) for v in value]
     value = value.item() if hasattr(value, "item") else value
     if isinstance(value, float) and not math.isfinite(value):
         return None

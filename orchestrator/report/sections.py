@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import leaderboard
-from . import figures, html
+from . import cost_section, figures, html
 from .data import failed_samples, groups, reference_cifs, reference_facts, spacegroup_label
 
 FAILED_EXAMPLES = 25
@@ -172,6 +172,7 @@ def group_section(key, runs, renderer: Renderer, gallery_size: int) -> list[str]
     hull = figures.energy_above_hull(runs, prefix)
     out.append(renderer.plot(hull) if hull else html.paragraph(
         "Energy above the hull: no relaxations yet (run `gencsp relax RUN` to add this figure).", "muted"))
+    out += cost_section.section(key, runs, renderer)
     if task == "csp":
         for run in runs:
             out += gallery(run, renderer, gallery_size, prefix)
