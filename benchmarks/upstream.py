@@ -84,7 +84,7 @@ def _unused(*args, **kwargs):
 def _old_pauling_test(oxidation_states, electronegativities, symbols=None, repeat_anions=True,
                       repeat_cations=True, threshold=0.0):
     """smact 2.x pauling_test with its defaults: eneg_states_test, a None electronegativity raises TypeError."""
-    for (ox1, eneg1), (ox2, eneg2) in itertools.combinations(list(zip(oxidation_states, electronegativities)), 2):
+    for (ox1, eneg1), (ox2, eneg2) in itertools.combinations(list(zip(oxidation_states, electronegativities, strict=True)), 2):
         if ((ox1 > 0) and (ox2 < 0) and (eneg1 >= eneg2)) or ((ox1 < 0) and (ox2 > 0) and (eneg1 <= eneg2)):
             return False
     return True

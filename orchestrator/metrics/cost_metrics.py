@@ -31,7 +31,7 @@ def _shard_times(run) -> tuple[float | None, float | None]:
 
 @metric("failed_fraction", "requested samples without a usable structure (model failure, rejected by "
         "validation, unsupported target, unreadable CIF) / requested samples", "lower", ANY,
-        {"gencsp": "failed_fraction"})
+        {"gencsp": "failed_fraction"}, {"pred": ()})
 def _failed(ctx):
     if not ctx.n_requested:
         return float("nan")
@@ -39,7 +39,7 @@ def _failed(ctx):
 
 
 @metric("model_seconds_per_sample", "seconds the model reported for its samples, summed, / requested samples",
-        "lower", ANY, {"gencsp": "model_seconds_per_sample"})
+        "lower", ANY, {"gencsp": "model_seconds_per_sample"}, {})
 def _model_seconds(ctx):
     seconds = ctx.gen["seconds"].astype(float)
     if ctx.inputs.run is None or seconds.isna().all():
@@ -55,6 +55,6 @@ def _per_shard_time(ctx, which: int):
 
 
 metric("wall_seconds_per_sample", "run wall time (first shard start to last shard end, containers included) / "
-       "requested samples", "lower", ANY, {"gencsp": "wall_seconds_per_sample"})(lambda ctx: _per_shard_time(ctx, 0))
+       "requested samples", "lower", ANY, {"gencsp": "wall_seconds_per_sample"}, {})(lambda ctx: _per_shard_time(ctx, 0))
 metric("summed_seconds_per_sample", "shard times (start to validated manifest, containers included) summed "
-       "over shards / requested samples", "lower", ANY, {"gencsp": "summed_seconds_per_sample"})(lambda ctx: _per_shard_time(ctx, 1))
+       "over shards / requested samples", "lower", ANY, {"gencsp": "summed_seconds_per_sample"}, {})(lambda ctx: _per_shard_time(ctx, 1))

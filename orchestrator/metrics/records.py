@@ -15,10 +15,18 @@ from dataclasses import asdict, dataclass
 from importlib import metadata
 
 from .cache import Cache
-from .fingerprints import RecordSettings, parse_usable, record_from_structure, unusable
+from .fingerprints import (
+    PARTS,
+    RecordSettings,
+    add_parts,
+    has_parts,
+    parse_usable,
+    record_from_structure,
+    unusable,
+)
 from .pool import default_workers
 
-RECORD_VERSION = "1"  # bump when gencsp's own code changes a recorded number
+RECORD_VERSION = "2"  # bump when gencsp's own code changes a recorded number (2: records in parts)
 TRANSIENT = ("timeout", "fingerprint_timeout", "worker_crashed")
 NUMERIC_LIBRARIES = ("pymatgen", "matminer", "smact", "scipy", "numpy", "spglib")
 
@@ -62,10 +70,10 @@ class Timing:
 _WORKER: dict = {}
 
 
-def _init_worker(cache_path, cache_version, settings) -> None:
+def _init_worker(cache_path, cache_version, settings, parts=PARTS) -> None:
     if "cache" in _WORKER:  # in-process runs initialise again for every evaluation
         _WORKER["cache"].close()
-    _WORKER.update(cache=Cache(cache_path, cache_version, readonly=True), settings=settings)
+    _WORKER.update(cache=Cache(cache_path, cache_version, readonly=True), settings=settings, parts=parts)
 
 
 def _chunk_records(items: list[tuple[str, str]]) -> tuple[list[tuple[str, str, dict]], float, int]:
@@ -81,7 +89,7 @@ def _records_of(items: list[tuple[str, str]]) -> tuple[list[tuple[str, str, dict
     from ..structures import StructureError
 
     start = time.process_time()
-    settings, cache = _WORKER["settings"], _WORKER["cache"]
+    settings, cache, parts = _WORKER["settings"], _WORKER["cache"], _WORKER["parts"]
     out, parsed = [], []
     for sha, text in items:
         try:
@@ -94,12 +102,13 @@ def _records_of(items: list[tuple[str, str]]) -> tuple[list[tuple[str, str, dict
 
     keys = {sha: structure_key(s) for sha, s in parsed}
     known = cache.records(sorted(set(keys.values())))
-    hits = sum(keys[sha] in known for sha, _ in parsed)
+    hits = sum(keys[sha] in known and has_parts(known[keys[sha]], parts) for sha, _ in parsed)
     for sha, structure in parsed:
         key = keys[sha]
-        if key not in known:
+        if key not in known or not has_parts(known[key], parts):
             try:
-                known[key] = record_from_structure(structure, settings)
+                known[key] = add_parts(known[key], structure, settings, parts) if key in known \
+                    else record_from_structure(structure, settings, parts)
             except Exception as exc:  # noqa: BLE001
                 known[key] = unusable("record_error", f"{type(exc).__name__}: {exc}"[:300]) | {"skey": key}
         out.append((sha, key, known[key]))
@@ -111,8 +120,8 @@ def _records_of(items: list[tuple[str, str]]) -> tuple[list[tuple[str, str, dict
 
 def compute_records(texts: list, settings: RecordSettings = RecordSettings(), workers: int | None = None,
                     cache: Cache | None = None, progress: bool = True, label: str = "structures",
-                    timing: Timing | None = None) -> list[dict]:
-    """One record per text (in order); identical texts share one record."""
+                    timing: Timing | None = None, parts=PARTS) -> list[dict]:
+    """One record per text (in order), holding at least `parts`; identical texts share one record."""
     cache = cache or Cache(None, version(settings))
     timing = timing if timing is not None else Timing()
     start = time.perf_counter()
@@ -120,20 +129,22 @@ def compute_records(texts: list, settings: RecordSettings = RecordSettings(), wo
     unique = dict(zip(shas, texts, strict=True))
     skeys = cache.structure_keys(list(unique))
     found = cache.records(sorted(set(skeys.values())))
-    by_sha = {sha: found[skeys[sha]] for sha in unique if skeys.get(sha) in found}
+    by_sha = {sha: found[skeys[sha]] for sha in unique if skeys.get(sha) in found
+              and has_parts(found[skeys[sha]], parts)}
     todo = [(sha, str(text)) for sha, text in unique.items() if sha not in by_sha]
     timing.cached += len(by_sha)
     if todo:
-        _compute(todo, settings, workers or default_workers(), cache, progress, label, timing, by_sha)
+        _compute(todo, settings, workers or default_workers(), cache, progress, label, timing, by_sha, parts)
     timing.wall_seconds += time.perf_counter() - start
     return [by_sha[sha] for sha in shas]
 
 
-def _compute(todo, settings, workers, cache, progress, label, timing, by_sha) -> None:
+def _compute(todo, settings, workers, cache, progress, label, timing, by_sha, parts) -> None:
     from .pool import chunked, progress_bar, run_chunks
 
     with progress_bar(progress) as bar:
-        task = bar.add_task(f"fingerprinting {label}", total=len(todo))
+        task = bar.add_task(f"{'fingerprinting' if {'struct_fp', 'comp_fp'} & set(parts) else 'reading'} {label}",
+                            total=len(todo))
 
         def on_result(result) -> None:
             triples, seconds, hits = result
@@ -150,7 +161,7 @@ def _compute(todo, settings, workers, cache, progress, label, timing, by_sha) ->
             on_result(([(sha, f"text:{sha}", unusable("worker_crashed", "the process computing it died"))], 0.0, 0))
 
         run_chunks(_chunk_records, chunked(todo, workers), workers, on_result, on_crash,
-                   initializer=_init_worker, initargs=(cache.path, cache.version, settings),
+                   initializer=_init_worker, initargs=(cache.path, cache.version, settings, tuple(parts)),
                    before_fork=cache.close)
 
 
