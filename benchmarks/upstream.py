@@ -14,7 +14,7 @@ folder at run time; it is never copied into the project. Its classes (`Crystal`,
   `neutral_ratios` returned `(bool, ratios)` and its `pauling_test` raised TypeError on a
   missing electronegativity (smact >= 3 returns the list, and False); matminer < 0.9's
   Magpie did not impute NaN (the scripts' `ElementProperty.from_preset('magpie')`).
-  docs/metrics.md §1 records both facts.
+  docs/metrics.md §1 records both facts. The evaluators' tqdm progress bars are not shown.
 
 `main()` of the scripts reads a hydra config and torch files; `recon`, `recon_at_k` and
 `generate` below are the lines of `main()` that run on the crystals, in its order.
@@ -149,6 +149,7 @@ def load(name: str, folder: str | Path | None = None) -> types.ModuleType:
         sys.path.remove(str(repo))
         sys.modules.pop("eval_utils", None)
     module.CompFP = ElementProperty.from_preset("magpie", impute_nan=False)
+    module.tqdm = lambda iterable, **kwargs: iterable  # the evaluators' progress bars: output only
     module.eval_utils = utils
     return module
 

@@ -182,14 +182,18 @@ def test_gencsp_profile_reports_the_split_wide_rate_beside(subset_files):
 
 
 def test_csp_reads_no_reference_crystal_that_was_not_predicted(subset_files):
-    """cdvae: the 7 distinct predictions (structure fingerprints, for validity) and the 4 predicted
-    truths (parsed, for the matcher); no Magpie, no space group, nothing of the 4 other targets."""
+    """cdvae: the facts of the 7 distinct predictions and of the 4 predicted truths (parsed, for the
+    matcher), then the structure fingerprints of the 2 first samples that matched (their validity
+    decides); no Magpie, no space group, nothing of the 4 other targets."""
     result = subset(subset_files, "cdvae")
     counts = result.provenance["counts"]
-    assert counts["reference_fingerprinted"] == 0 and result.provenance["timing"]["records_computed"] == 7 + 4
-    assert result.table["valid"].notna().all() and result.table["spacegroup"].isna().all()
-    one = subset(subset_files, "diffcsp", predictions="first")  # one sample: the truths' validity too
-    assert one.metrics["match_rate"] == 2 / 4 and one.provenance["timing"]["records_computed"] == 4 + 4
+    assert counts["reference_fingerprinted"] == 0 and result.provenance["timing"]["records_computed"] == 7 + 4 + 2
+    table = result.table
+    assert table["spacegroup"].isna().all() and table["matched"].sum() == 2
+    # validity is known where it decides: matched samples, and samples whose facts fail
+    assert table["valid"].notna().sum() == 2 + 1 and not table.loc[2, "valid"]  # overlapping atoms
+    one = subset(subset_files, "diffcsp", predictions="first")  # one sample: the matched truths' validity too
+    assert one.metrics["match_rate"] == 2 / 4 and one.provenance["timing"]["records_computed"] == 4 + 4 + 2 + 2
 
 
 @pytest.mark.parametrize("reference", ["reference", "predicted_reference"])

@@ -142,11 +142,11 @@ class Context:
         from .records import compute_records
 
         predictions = self.inputs.predictions.reset_index(drop=True)
-        jobs: dict[tuple, list] = {}  # parts -> [(side, row, text)]
+        jobs: list[tuple] = []  # (side, row, text, parts): one pool for every record
         if "pred" in needs:
             for i, r in enumerate(predictions.itertuples()):
                 if pd.isna(r.input_reason) and isinstance(r.cif, str):
-                    jobs.setdefault(tuple(sorted(needs["pred"])), []).append(("gen", i, r.cif))
+                    jobs.append(("gen", i, r.cif, tuple(needs["pred"])))
                 else:
                     self.gen_records[i] = unusable(r.input_reason if isinstance(r.input_reason, str) else "no_structure",
                                                    r.input_message if isinstance(r.input_message, str) else
@@ -158,15 +158,32 @@ class Context:
             for i in self.predicted_targets:
                 ref_parts.setdefault(i, set()).update(needs["truth"])
         cifs = self.inputs.reference["cif"].tolist()
-        for i, parts in ref_parts.items():
-            jobs.setdefault(tuple(sorted(parts)), []).append(("ref", i, cifs[i]))
-        for parts, items in jobs.items():
-            label = " and ".join(dict.fromkeys({"gen": "predictions", "ref": "reference"}[s] for s, _, _ in items))
-            records = compute_records([t for _, _, t in items], self.settings.records, self.settings.workers,
-                                      self.cache, self.settings.progress, label, self.timing, parts)
-            for (side, row, _), record in zip(items, records, strict=True):
-                (self.gen_records if side == "gen" else self.ref_records)[row] = record
+        jobs += [("ref", i, cifs[i], tuple(parts)) for i, parts in ref_parts.items()]
+        label = " and ".join(dict.fromkeys({"gen": "predictions", "ref": "reference"}[job[0]] for job in jobs))
+        records = compute_records([job[2] for job in jobs], self.settings.records, self.settings.workers, self.cache,
+                                  self.settings.progress, label, self.timing, [job[3] for job in jobs])
+        for (side, row, _, _), record in zip(jobs, records, strict=True):
+            (self.gen_records if side == "gen" else self.ref_records)[row] = record
         self._frames()
+
+    def complete(self, side: str, rows, parts) -> None:
+        """Add `parts` to the records of `rows` of a side: a need that depends on another result
+        (the CSP metrics fingerprint a prediction only once it matched: before, no metric reads it)."""
+        from .fingerprints import has_parts
+        from .records import compute_records
+
+        records = self.gen_records if side == "gen" else self.ref_records
+        todo = [int(i) for i in rows if not has_parts(records[int(i)], parts)]
+        if not todo:
+            return
+        cifs = (self.gen if side == "gen" else self.ref)["cif"].to_numpy()
+        wanted = [tuple(set(parts) | set(records[i].get("parts", ()))) for i in todo]
+        new = compute_records([cifs[i] for i in todo], self.settings.records, self.settings.workers, self.cache,
+                              self.settings.progress, "matched structures", self.timing, wanted)
+        for i, record in zip(todo, new, strict=True):
+            records[i] = record
+        self._frames()
+        type(self).validity.cache_clear()
 
     def once(self, key: str, compute):
         """A shared intermediate result, computed on first use."""

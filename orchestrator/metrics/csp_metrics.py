@@ -8,9 +8,12 @@ target of its targets.parquet, so there the two sets are the same. The gencsp pr
 reports `split_match_rate@1/@k`: matched / every target of the reference (a target without a
 prediction is a miss), and `targets_predicted`; every profile's provenance counts both.
 
-Inputs (registry `needs`): predictions' facts and structure fingerprints (validity), the
-truths' facts (parsing and composition, for the matcher) and, for DiffCSP's one-sample rule,
-the truths' structure fingerprints. No fingerprint of any other reference crystal.
+Inputs (registry `needs`): the facts (parsing, composition, SMACT, geometry) of the predictions
+and of the truths. A structure fingerprint decides validity only where the rest passes, and
+a match rate reads validity only where the matcher found a match: so the matcher runs on the
+pairs whose facts pass, and then only the matched predictions are fingerprinted (and, for
+DiffCSP's one-sample rule, their truths). No fingerprint of any other reference crystal. The
+gencsp profile's `valid` fraction reads every prediction's fingerprints, and declares so.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from .context import MODES
 from .registry import SKIP, metric, reference_keys
 
 C = "csp"
-PRED_VALID = {"pred": ("struct_fp",), "truth": ()}  # the matcher's inputs and the predictions' validity
+PRED_VALID = {"pred": (), "truth": ()}  # facts; the matched predictions' fingerprints come in pair_table
 
 
 def pair_table(ctx):
@@ -39,15 +42,13 @@ def pair_table(ctx):
     table = gen.loc[~unknown, ["target_id", "sample_index", "skey", "composition", "cif", "spacegroup"]].copy()
     table["truth"] = truth_row[~unknown].astype(int).to_numpy()
     table["target_id"] = ref["target_id"].to_numpy()[table["truth"]]
-    for mode in MODES:
-        table[f"pred_valid_{mode}"] = ctx.validity(mode)["valid"].array[table.index.to_numpy()]
-        # NA where no requested metric needed the truth's fingerprint
-        table[f"truth_valid_{mode}"] = ctx.validity(mode, "ref")["valid"].array[table["truth"].to_numpy()]
+    _validity_columns(ctx, table)
     first = matching.first_samples(table).index
     rows = first if ctx.profile == "cdvae" else table.index
     candidates = table.loc[rows]
     truth_comp = ref["composition"].to_numpy()[candidates["truth"]]
-    pred_valid = candidates[[f"pred_valid_{m}" for m in MODES]].fillna(False).astype(bool).any(axis=1).to_numpy()
+    # valid, or valid but for a fingerprint not computed yet (NA)
+    pred_valid = candidates[[f"pred_valid_{m}" for m in MODES]].fillna(True).astype(bool).any(axis=1).to_numpy()
     usable = candidates[(candidates["composition"].to_numpy() == truth_comp) & pred_valid
                         & ref["skey"].notna().to_numpy()[candidates["truth"]]]
     tolerances = ("loose", "strict") if ctx.profile == "gencsp" else ("loose",)
@@ -64,9 +65,28 @@ def pair_table(ctx):
         table[f"rms_{tol}"] = np.array(values, dtype=float)
     table["match_message"] = [results.get(matching.pair_key(skey, truth, "loose"), (None, None))[1]
                               for skey, truth in zip(table["skey"], truth_skeys, strict=True)]
+    matched = table[table["rms_loose"].notna() | table["rms_strict"].notna()]
+    ctx.complete("gen", matched.index, ("struct_fp",))
+    if ctx.profile != "cdvae" and k_samples(ctx) == 1:  # DiffCSP's one-sample rule: the truth valid too
+        ctx.complete("ref", matched["truth"].unique(), ("struct_fp",))
+    _validity_columns(ctx, table)
     table["truth_spacegroup"] = ref["spacegroup"].to_numpy()[table["truth"]]
     table["first"] = table.index.isin(first)
     return table.drop(columns=["cif"])
+
+
+def _validity_columns(ctx, table) -> None:
+    """pred_valid_<mode>, truth_valid_<mode>: NA where the fingerprint was not needed (not computed)."""
+    for mode in MODES:
+        table[f"pred_valid_{mode}"] = ctx.validity(mode)["valid"].array[table.index.to_numpy()]
+        table[f"truth_valid_{mode}"] = ctx.validity(mode, "ref")["valid"].array[table["truth"].to_numpy()]
+
+
+def _known(valid, rms):
+    """A validity column as bool: unknown (NA) only where there is no match, which no rate reads."""
+    if (valid.isna() & rms.notna()).any():
+        raise RuntimeError("validity of a matched pair was not computed")
+    return valid.fillna(False).astype(bool)
 
 
 def _pairs(ctx):
@@ -85,15 +105,11 @@ def _rate(ctx, valid: str, tol: str = "loose", first_only: bool = False, both_va
     if first_only:
         table = table[table["first"]]
     table = table.assign(**{valid: table[valid] & table[both_valid]} if both_valid else {})
-    best = matching.best_per_target(table.assign(**{valid: table[valid].astype(bool)}), f"rms_{tol}", valid)
+    best = matching.best_per_target(table.assign(**{valid: _known(table[valid], table[f"rms_{tol}"])}),
+                                    f"rms_{tol}", valid)
     n_targets = len(ctx.ref) if split else len(ctx.predicted_targets)
     return {**matching.match_summary(best, n_targets),
             "crmse": matching.crmse(best, n_targets, matching.TOLERANCES[tol]["stol"])}
-
-
-def _diffcsp_needs(ctx) -> dict:
-    """With one sample per target DiffCSP also needs the truth valid (so its fingerprint)."""
-    return {"pred": ("struct_fp",), "truth": ("struct_fp",)} if k_samples(ctx) == 1 else PRED_VALID
 
 
 def _diffcsp(ctx) -> dict:
@@ -111,7 +127,7 @@ for _key, _text in (("match_rate", "matched targets / predicted targets"),
         lambda ctx, k=_key: _rate(ctx, "pred_valid_cdvae", first_only=True)[k])
     metric(f"diffcsp.{_key}", f"DiffCSP: {_text}; one sample: prediction and truth valid; k samples: best valid "
            "sample (min RMS)", "higher" if _key == "match_rate" else "lower", C, reference_keys(_key, "diffcsp"),
-           _diffcsp_needs)(
+           PRED_VALID)(
         lambda ctx, k=_key: _diffcsp(ctx)[k])
 
 
@@ -168,7 +184,7 @@ for _first in (True, False):
         {"pred": ("struct_fp", "spacegroup"), "truth": ("spacegroup",)})
 def _spacegroup(ctx):
     table = _pairs(ctx)
-    matched = table[table["pred_valid_gencsp"].astype(bool) & table["rms_loose"].notna()]
+    matched = table[_known(table["pred_valid_gencsp"], table["rms_loose"]) & table["rms_loose"].notna()]
     best = matched.sort_values("rms_loose").groupby("target_id").head(1)
     same = (best["spacegroup"] == best["truth_spacegroup"]) & best["spacegroup"].notna()
     n_targets = len(ctx.predicted_targets)
@@ -193,6 +209,7 @@ def _unique_formula(ctx):
     unique_targets = set(ctx.ref["target_id"][(counts == 1).to_numpy() & predicted])
     table = _pairs(ctx)
     table = table[table["target_id"].isin(unique_targets)]
-    best = matching.best_per_target(table.assign(pred_valid_gencsp=table["pred_valid_gencsp"].astype(bool)),
+    best = matching.best_per_target(table.assign(pred_valid_gencsp=_known(table["pred_valid_gencsp"],
+                                                                          table["rms_loose"])),
                                     "rms_loose", "pred_valid_gencsp")
     return float(len(best) / len(unique_targets)) if unique_targets else float("nan")
