@@ -11,8 +11,8 @@ prediction is a miss), and `targets_predicted`; every profile's provenance count
 Inputs (registry `needs`): the facts (parsing, composition, SMACT, geometry) of the predictions
 and of the truths. A structure fingerprint decides validity only where the rest passes, and
 a match rate reads validity only where the matcher found a match: so the matcher runs on the
-pairs whose facts pass, and then only the matched predictions are fingerprinted (and, for
-DiffCSP's one-sample rule, their truths). No fingerprint of any other reference crystal. The
+pairs whose facts pass, and then only the predictions whose fingerprint decides a rate: per
+target, the matched sample of least RMS (and, for DiffCSP's one-sample rule, its truth). No fingerprint of any other reference crystal. The
 gencsp profile's `valid` fraction reads every prediction's fingerprints, and declares so.
 """
 
@@ -23,7 +23,7 @@ from .context import MODES
 from .registry import SKIP, metric, reference_keys
 
 C = "csp"
-PRED_VALID = {"pred": (), "truth": ()}  # facts; the matched predictions' fingerprints come in pair_table
+PRED_VALID = {"pred": (), "truth": ()}  # facts; deciding fingerprints: pair_table
 
 
 def pair_table(ctx):
@@ -65,14 +65,34 @@ def pair_table(ctx):
         table[f"rms_{tol}"] = np.array(values, dtype=float)
     table["match_message"] = [results.get(matching.pair_key(skey, truth, "loose"), (None, None))[1]
                               for skey, truth in zip(table["skey"], truth_skeys, strict=True)]
-    matched = table[table["rms_loose"].notna() | table["rms_strict"].notna()]
-    ctx.complete("gen", matched.index, ("struct_fp",))
-    if ctx.profile != "cdvae" and k_samples(ctx) == 1:  # DiffCSP's one-sample rule: the truth valid too
-        ctx.complete("ref", matched["truth"].unique(), ("struct_fp",))
-    _validity_columns(ctx, table)
-    table["truth_spacegroup"] = ref["spacegroup"].to_numpy()[table["truth"]]
     table["first"] = table.index.isin(first)
+    while rows := _deciding(ctx, table, tolerances):  # one round, a second where a best sample was invalid
+        ctx.complete("gen", rows, ("struct_fp",))
+        _validity_columns(ctx, table)
+    if ctx.profile != "cdvae" and k_samples(ctx) == 1:  # DiffCSP's one-sample rule: the truth valid too
+        matched = table[table["rms_loose"].notna() & table["pred_valid_diffcsp"].fillna(False)]
+        ctx.complete("ref", matched["truth"].unique(), ("struct_fp",))
+        _validity_columns(ctx, table)
+    table["truth_spacegroup"] = ref["spacegroup"].to_numpy()[table["truth"]]
     return table.drop(columns=["cif"])
+
+
+def _deciding(ctx, table, tolerances) -> list[int]:
+    """Predictions whose fingerprint decides a rate: for each target, mode, tolerance, and for the
+    first sample or the best of k, the matched sample of least RMS whose other validity checks
+    pass and whose fingerprint is not computed yet. (A fingerprint fails very rarely; where it
+    does, the next round asks for the next sample.)"""
+    need: set[int] = set()
+    for mode in MODES:
+        facts = ctx.validity(mode)[["comp_valid", "struct_valid"]].all(axis=1).to_numpy()[table.index.to_numpy()]
+        valid = table[f"pred_valid_{mode}"]
+        for tol in tolerances:
+            rms = table[f"rms_{tol}"]
+            candidates = table[rms.notna().to_numpy() & facts & valid.fillna(True).to_numpy(dtype=bool)]
+            for group in (candidates, candidates[candidates["first"]]):
+                best = group.sort_values(f"rms_{tol}", kind="stable").groupby("target_id").head(1)
+                need.update(best.index[best[f"pred_valid_{mode}"].isna()].tolist())
+    return sorted(need)
 
 
 def _validity_columns(ctx, table) -> None:
@@ -83,9 +103,8 @@ def _validity_columns(ctx, table) -> None:
 
 
 def _known(valid, rms):
-    """A validity column as bool: unknown (NA) only where there is no match, which no rate reads."""
-    if (valid.isna() & rms.notna()).any():
-        raise RuntimeError("validity of a matched pair was not computed")
+    """A validity column as bool. Unknown (NA) is left where no rate reads it: no match, or a match
+    whose RMS is not below its target's best valid one (`_deciding` fingerprinted those)."""
     return valid.fillna(False).astype(bool)
 
 
