@@ -1,8 +1,8 @@
 """CDVAE's and DiffCSP's own evaluation code (`scripts/compute_metrics.py`), loaded to compare with.
 
 The code is read from a source folder (`--cdvae-src`, `--diffcsp-src`) or from the mirror
-tarball (`../shared/upstream/OWNER/REPO/archive/COMMIT.tar.gz`) extracted into a temporary
-folder at run time; it is never copied into the project. Its classes (`Crystal`, `RecEval`,
+tarball (`$GENCSP_UPSTREAM_MIRROR` or `../shared/upstream`, `OWNER/REPO/archive/COMMIT.tar.gz`)
+extracted into a temporary folder at run time; it is never copied into the project. Its classes (`Crystal`, `RecEval`,
 `RecEvalBatch`, `GenEval`) and functions run unchanged; what they are given:
 
 - stand-ins for modules that are not installed here and that the evaluation path never
@@ -32,7 +32,9 @@ import types
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-MIRROR = Path(os.environ.get("GENCSP_SHARED", ROOT.parent / "shared")) / "upstream"
+# the upstream mirror the image builds use (GENCSP_UPSTREAM_MIRROR), else ../shared/upstream
+MIRROR = Path(os.environ.get("GENCSP_UPSTREAM_MIRROR")
+              or Path(os.environ.get("GENCSP_SHARED", ROOT.parent / "shared")) / "upstream")
 SOURCES = {  # name: (mirror path, package imported by eval_utils)
     "cdvae": ("txie-93/cdvae/archive/f857f598d6f6cca5dc1ea0582d228f12dcc2c2ea.tar.gz", "cdvae"),
     "diffcsp": ("jiaor17/DiffCSP/archive/7121d159826efa2ba9500bf299250d96da37f146.tar.gz", "diffcsp"),
