@@ -168,7 +168,7 @@ class Context:
 
     def complete(self, side: str, rows, parts) -> None:
         """Add `parts` to the records of `rows` of a side: a need that depends on another result
-        (the CSP metrics fingerprint a prediction only once it matched: before, no metric reads it)."""
+        (CSP fingerprints a prediction only once its validity decides a rate: before, no metric reads it)."""
         from .fingerprints import has_parts
         from .records import compute_records
 
