@@ -26,17 +26,28 @@ def rejected_rows(pairs, reason: str, message: str, shard: int | None) -> list[d
 
 
 def shard_frame(shard: Shard):
-    """The validated rows of a shard; every sample of a shard that never produced a table is rejected."""
+    """One row per requested sample of a shard, in the request's order; every sample of a shard
+    that never produced a table is rejected (timeout, shard_failed, not_run)."""
     import pandas as pd
 
-    if shard.table_path.exists():
-        return typed(pd.read_parquet(shard.table_path))
+    requested = shard.request().requested()
     state = shard.state()
     if state["status"] == State.failed:
-        reason, message = "shard_failed", state.get("error") or "the shard failed"
+        reason = "timeout" if state.get("timed_out") else "shard_failed"
+        message = state.get("error") or "the shard failed"
     else:
         reason, message = "not_run", f"the shard is {state['status']}"
-    return _frame(rejected_rows(shard.request().requested(), reason, message, shard.index))
+    if not shard.table_path.exists():
+        return _frame(rejected_rows(requested, reason, message, shard.index))
+    table = typed(pd.read_parquet(shard.table_path))
+    # exactly the requested samples, whatever the table holds (a table from an older gencsp)
+    keys = pd.MultiIndex.from_frame(table[["target_id", "sample_index"]])
+    table = table[~keys.duplicated()].set_index(["target_id", "sample_index"], drop=False)
+    wanted = pd.MultiIndex.from_tuples(requested, names=["target_id", "sample_index"])
+    present = wanted.isin(table.index)
+    rows = table.loc[wanted[present]].reset_index(drop=True)
+    missing = rejected_rows([k for k, p in zip(requested, present, strict=True) if not p], reason, message, shard.index)
+    return pd.concat([rows, _frame(missing)], ignore_index=True) if missing else rows
 
 
 def unsupported_frame(run: Run):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from schemas import ModelCard
@@ -45,8 +46,20 @@ def cards(root: Path | None = None) -> dict[str, ModelCard]:
     return {folder.name: load_card(folder) for folder in model_dirs(root)}
 
 
+NAME = re.compile(r"[a-z][a-z0-9_]*")  # the model card's name pattern
+
+
+def check_name(name: str, root: Path | None = None) -> str:
+    """`name` if it can name a model folder; a path (../x, a/b, /x) never does."""
+    if not isinstance(name, str) or not NAME.fullmatch(name):
+        known = ", ".join(p.name for p in model_dirs(root)) or "none"
+        raise ModelError(f"{name!r}: a model is a name (lower-case letters, digits and _), never a path; "
+                         f"known models: {known}")
+    return name
+
+
 def get(name: str, root: Path | None = None) -> ModelCard:
-    folder = (root or paths.CONTAINERS_DIR) / name
+    folder = (root or paths.CONTAINERS_DIR) / check_name(name, root)
     if not (folder / "model.yaml").exists():
         known = ", ".join(p.name for p in model_dirs(root)) or "none"
         raise ModelError(f"no model {name!r} (no {folder}/model.yaml); known models: {known}")
@@ -54,4 +67,19 @@ def get(name: str, root: Path | None = None) -> ModelCard:
 
 
 def folder(name: str, root: Path | None = None) -> Path:
-    return (root or paths.CONTAINERS_DIR) / name
+    return (root or paths.CONTAINERS_DIR) / check_name(name, root)
+
+
+def for_run(info: dict) -> ModelCard:
+    """The card of a run's model, naming the image variant the run uses (run.json `variant`)."""
+    card = get(info["config"]["model"])
+    variant = info.get("variant")
+    return card.with_variant(variant) if variant in card.variants else card
+
+
+def variant_card(card: ModelCard, variant: str | None) -> ModelCard:
+    """The card naming one variant's image; an unknown variant is a ModelError listing the known ones."""
+    try:
+        return card.with_variant(variant)
+    except ValueError as exc:
+        raise ModelError(str(exc)) from exc

@@ -5,22 +5,43 @@ parses each finished CIF then (the helper writes them by rename, so a visible
 name holds a whole file). Validation afterwards reads every file again and
 reuses a parse only for the very same bytes (keyed by their sha256), so a
 file rewritten later, or caught half-written by a model that does not use the
-helper, is simply parsed again, with the time limit that only the main thread
-can apply. Parsing is deterministic: the rows are those of a plain validation.
+helper, is simply parsed again. Parses run in the worker processes of
+parse_pool.py, with the validation's own time limit. Only regular files are
+opened (a FIFO named *.cif would block the reader forever), without blocking.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 import threading
-import time
 from pathlib import Path
 
-from .structures import StructureError, read_structure
+from .parse_pool import read_structure_bounded
+from .structures import StructureError
 
 POLL_SECONDS = 0.2
-# Larger files are left to the main thread, where the parse time limit applies.
+# Larger files are left to validation (rarely worth parsing twice).
 MAX_BACKGROUND_BYTES = 256 * 1024
+
+
+def read_regular(path: Path, max_bytes: int) -> bytes | None:
+    """The bytes of `path` if it is a regular file (not a symlink, FIFO, device) of at most `max_bytes`."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+    except (OSError, ValueError):
+        return None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > max_bytes:
+            return None
+        with os.fdopen(os.dup(fd), "rb") as handle:
+            return handle.read(max_bytes + 1)[:max_bytes]
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 def content_key(raw: bytes) -> str:
@@ -53,35 +74,31 @@ class Prevalidator:
     def scan(self) -> None:
         """Parse the finished CIFs not seen yet."""
         try:
-            entries = [e for e in self.folder.iterdir()
-                       if e.suffix == ".cif" and not e.name.startswith(".") and not e.is_symlink()]
+            entries = [e for e in self.folder.iterdir() if e.suffix == ".cif" and not e.name.startswith(".")]
         except OSError:  # not created yet
             return
         for entry in entries:
             if self._stop.is_set():
                 return
             try:
-                stat = entry.stat()
-                if stat.st_size > MAX_BACKGROUND_BYTES or (entry.name, stat.st_size, stat.st_mtime_ns) in self._seen:
-                    continue
-                self._seen.add((entry.name, stat.st_size, stat.st_mtime_ns))
-                raw = entry.read_bytes()
+                info = entry.lstat()
             except OSError:
                 continue
-            key = content_key(raw)
-            if key not in self.parsed and b"\x00" not in raw:  # binary content: validation rejects it first
-                outcome = self._parse(raw)
-                if outcome is not None:
-                    self.parsed[key] = outcome
+            key = (entry.name, info.st_size, info.st_mtime_ns)
+            if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_BACKGROUND_BYTES or key in self._seen:
+                continue
+            self._seen.add(key)
+            raw = read_regular(entry, MAX_BACKGROUND_BYTES)
+            if raw is None:
+                continue
+            digest = content_key(raw)
+            if digest not in self.parsed and b"\x00" not in raw:  # binary content: validation rejects it first
+                self.parsed[digest] = self._parse(raw)
 
     def _parse(self, raw: bytes):
-        """Structure or StructureError; None when only the main thread can decide (slow, odd)."""
-        start = time.monotonic()
+        """Structure or StructureError, as validation would find it."""
         try:
-            outcome = read_structure(raw.decode("utf-8", errors="replace"), None, self.limits.max_atoms)
+            return read_structure_bounded(raw.decode("utf-8", errors="replace"), self.limits.parse_seconds,
+                                          self.limits.max_atoms)
         except StructureError as exc:
-            outcome = exc
-        except Exception:  # noqa: BLE001 - never happens through read_structure; be safe
-            return None
-        # A parse slower than the limit would have timed out in the main thread: let it.
-        return outcome if time.monotonic() - start < self.limits.parse_seconds else None
+            return exc

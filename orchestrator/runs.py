@@ -237,12 +237,26 @@ def create(path: Path, config: RunConfig, card: ModelCard, targets: list[Target]
 def open_or_create(root: Path, config: RunConfig, build) -> tuple[Run, bool]:
     """The run for `config` under `root`: resumed if it exists, else made by `build(path)`.
 
+    Under the run's lock: two processes started together make it once, the second resumes it.
     Returns (run, resumed).
     """
+    from .console import err
+    from .locks import describe, run_lock
+
     path = Path(root) / config.run_id()
-    if path.exists():
-        run = Run(path)
-        if run.info.get("config_key") != config.key():
-            raise RunError(f"{path}: holds a run with another configuration; use another --run-dir")
-        return run, True
-    return build(path), False
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    def waiting(holder: dict) -> None:
+        err.print(f"waiting for {describe(holder)}, which is creating run {path.name}", highlight=False)
+
+    lock = run_lock(path.parent, path.name)
+    lock.acquire(on_wait=waiting)
+    try:
+        if path.exists():
+            run = Run(path)
+            if run.info.get("config_key") != config.key():
+                raise RunError(f"{path}: holds a run with another configuration; use another --run-dir")
+            return run, True
+        return build(path), False
+    finally:
+        lock.release()

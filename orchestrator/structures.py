@@ -26,44 +26,61 @@ class StructureError(ValueError):
         self.reason = reason
 
 
+class Deadline:
+    """What time_limit yields: whether the limit was reached inside the block."""
+
+    expired = False
+
+
 @contextlib.contextmanager
-def time_limit(seconds: float | None) -> Iterator[None]:
+def time_limit(seconds: float | None) -> Iterator[Deadline]:
     """Raise StructureError('timeout') if the block runs longer than `seconds`.
 
     Uses SIGALRM, so it only bounds code running in a main thread; elsewhere it
-    is a no-op (the caller's pool timeout still applies).
+    is a no-op (parse_pool.py bounds a parse in any thread). Code that catches
+    the exception and goes on (pymatgen does, per CIF data block) is interrupted
+    again every 50 ms until the block ends, and `Deadline.expired` tells the caller.
     """
+    deadline = Deadline()
     if not seconds or threading.current_thread() is not threading.main_thread():
-        yield
+        yield deadline
         return
 
     def _expire(signum, frame):
+        deadline.expired = True
+        signal.setitimer(signal.ITIMER_REAL, 0.05)
         raise StructureError("timeout", f"parsing took more than {seconds:g} s")
 
     previous = signal.signal(signal.SIGALRM, _expire)
     signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
-        yield
+        yield deadline
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
 
 
 def parse_cif(text: str, seconds: float | None = DEFAULT_PARSE_SECONDS):
-    """Parse CIF text as CDVAE does (`Structure.from_str(..., fmt='cif')`), bounded in time."""
+    """Parse CIF text as CDVAE does (`Structure.from_str(..., fmt='cif')`), bounded in time (main thread)."""
     from pymatgen.core import Structure
 
     if not text or not text.strip():
         raise StructureError("empty", "empty CIF")
+    deadline = Deadline()
     try:
-        with time_limit(seconds), warnings.catch_warnings():
+        with time_limit(seconds) as deadline, warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return Structure.from_str(text, fmt="cif")
+            structure = Structure.from_str(text, fmt="cif")
     except StructureError:
         raise
     except Exception as exc:  # noqa: BLE001 - pymatgen raises many types on bad CIFs
+        if deadline.expired:  # pymatgen turned the alarm into its own error
+            raise StructureError("timeout", f"parsing took more than {seconds:g} s") from exc
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise StructureError("parse_error", f"unreadable CIF: {message[:300]}") from exc
+    if deadline.expired:  # a block was cut short and pymatgen returned the others
+        raise StructureError("timeout", f"parsing took more than {seconds:g} s")
+    return structure
 
 
 def check_structure(structure, max_atoms: int = DEFAULT_MAX_ATOMS) -> None:

@@ -17,7 +17,8 @@ from schemas import CONTRACT_VERSION, Manifest, SampleRecord, SampleRequest, Sta
 from schemas.errors import format_errors
 
 from .errors import GencspError
-from .structures import DEFAULT_MAX_ATOMS, DEFAULT_PARSE_SECONDS, StructureError, read_structure
+from .parse_pool import read_structure_bounded
+from .structures import DEFAULT_MAX_ATOMS, DEFAULT_PARSE_SECONDS, StructureError
 
 MANIFEST = "manifest.json"
 ACCEPTED, REJECTED = "accepted", "rejected"
@@ -69,38 +70,112 @@ class Report:
         return out
 
 
-def load_manifest(out_dir: Path) -> Manifest:
-    from pydantic import ValidationError
+MAX_MANIFEST_BYTES = 64 * 1024 * 1024
 
+
+def read_manifest_data(out_dir: Path):
+    """The parsed JSON of `out_dir/manifest.json`: a regular file inside the folder, of bounded size and depth."""
     path = Path(out_dir) / MANIFEST
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise ManifestError(f"{path}: no manifest (the model wrote none)")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        real = resolve_inside(out_dir, MANIFEST, MAX_MANIFEST_BYTES)
+        raw = read_file(real, MAX_MANIFEST_BYTES)
+    except StructureError as exc:
+        raise ManifestError(f"{path}: {exc}") from exc
+    try:
+        return json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise ManifestError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
     except json.JSONDecodeError as exc:
         raise ManifestError(f"{path}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
+    except RecursionError as exc:
+        raise ManifestError(f"{path}: JSON nested too deeply to be a manifest") from exc
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        raise ManifestError(f"{path}: not a usable JSON document: {printable(str(exc))[:200]}") from exc
+
+
+def load_manifest(out_dir: Path, rejects: list | None = None) -> Manifest:
+    """The manifest; records that break the schema are left out (and listed in `rejects` as
+    (record, message) pairs) so that one bad record never costs the others."""
+    from pydantic import ValidationError
+
+    path = Path(out_dir) / MANIFEST
+    data = read_manifest_data(out_dir)
+    records = data.get("samples") if isinstance(data, dict) else None
+    envelope = {**data, "samples": []} if isinstance(records, list) else data
     try:
-        manifest = Manifest.model_validate(data)
+        manifest = Manifest.model_validate(envelope)
     except ValidationError as exc:
         raise ManifestError(f"{path}: does not follow the manifest schema:\n{format_errors(exc)}") from exc
+    except RecursionError as exc:
+        raise ManifestError(f"{path}: JSON nested too deeply to be a manifest") from exc
     if manifest.contract_version.split(".")[0] != CONTRACT_VERSION.split(".")[0]:
         raise ManifestError(
             f"{path}: contract version {manifest.contract_version}, this gencsp speaks {CONTRACT_VERSION}"
         )
+    for k, raw in enumerate(records):
+        try:
+            manifest.samples.append(SampleRecord.model_validate(raw))
+        except (ValidationError, RecursionError) as exc:
+            detail = format_errors(exc) if isinstance(exc, ValidationError) else "nested too deeply"
+            if rejects is not None:
+                rejects.append((raw, printable(f"record {k} breaks the manifest schema: {detail}")[:2000]))
     return manifest
+
+
+def printable(text: str) -> str:
+    """`text` with what no table or terminal can hold escaped: lone surrogates, NUL."""
+    if text.isascii() and "\x00" not in text:
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
+
+
+def read_file(path: Path, max_bytes: int) -> bytes:
+    """The bytes of a regular file, opened without blocking (a FIFO swapped in is refused, not waited on)."""
+    import stat
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise StructureError("unreadable_file", f"cannot open: {exc.strerror}") from exc
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise StructureError("not_a_file", "not a regular file")
+        with os.fdopen(os.dup(fd), "rb") as handle:
+            raw = handle.read(max_bytes + 1)
+    except OSError as exc:
+        raise StructureError("unreadable_file", f"cannot read: {exc.strerror}") from exc
+    finally:
+        os.close(fd)
+    if len(raw) > max_bytes:
+        raise StructureError("too_large", f"more than the limit of {max_bytes} bytes")
+    return raw
 
 
 def resolve_inside(out_dir: Path, relative: str, max_bytes: int) -> Path:
     """The file a manifest names, if it is a regular file inside `out_dir`."""
+    try:
+        return _resolve_inside(out_dir, relative, max_bytes)
+    except (OSError, ValueError) as exc:  # NUL byte, lone surrogate, name too long, symlink loop...
+        if isinstance(exc, StructureError):
+            raise
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise StructureError("bad_path", f"{relative!r} is not a usable path: {reason}"[:500]) from exc
+
+
+def _resolve_inside(out_dir: Path, relative: str, max_bytes: int) -> Path:
     root = Path(os.path.realpath(out_dir))
     if os.path.isabs(relative):
         raise StructureError("path_outside", f"{relative!r} is an absolute path")
+    relative.encode("utf-8")  # a lone surrogate names no file
+    if "\x00" in relative:
+        raise StructureError("bad_path", f"{relative!r} holds a NUL byte")
     lexical = Path(os.path.normpath(root / relative))
     if lexical != root and root not in lexical.parents:
         raise StructureError("path_outside", f"{relative!r} points outside the output folder")
-    real = Path(os.path.realpath(lexical))
+    real = Path(os.path.realpath(lexical, strict=False))
     if real != root and root not in real.parents:
         raise StructureError("symlink_escape", f"{relative!r} is a symlink leading outside the output folder")
     if not real.exists():
@@ -121,7 +196,7 @@ def _row(record: SampleRecord | None, target_id: str, index: int, **values) -> d
         if record.wyckoff is not None:
             row["wyckoff"] = record.wyckoff.model_dump_json()
     row.update(values)
-    return row
+    return {k: printable(v) if isinstance(v, str) else v for k, v in row.items()}
 
 
 def _reject(record, target_id, index, reason, message, **values) -> dict:
@@ -130,10 +205,13 @@ def _reject(record, target_id, index, reason, message, **values) -> dict:
 
 def check_wyckoff(description) -> None:
     """Every letter exists in the space group (pyxtal tables)."""
+    from pymatgen.core import Element
     from pyxtal.symmetry import Group
 
     letters = {wp.letter for wp in Group(description.space_group).Wyckoff_positions}
     for site in description.sites:
+        if not Element.is_valid_symbol(site.element):
+            raise StructureError("unknown_element", f"{site.element!r} is not a chemical element")
         if site.letter not in letters:
             raise StructureError(
                 "bad_wyckoff", f"space group {description.space_group} has no Wyckoff position {site.letter!r}"
@@ -141,7 +219,7 @@ def check_wyckoff(description) -> None:
 
 
 def _structure(text: str, raw: bytes, limits: Limits, parsed: dict | None):
-    """read_structure, or the outcome of an earlier parse of the very same bytes (prevalidate.py)."""
+    """read_structure (in a worker process, with its time limit), or the outcome of an earlier parse of the very same bytes (prevalidate.py)."""
     if parsed:
         from .prevalidate import content_key
 
@@ -150,7 +228,7 @@ def _structure(text: str, raw: bytes, limits: Limits, parsed: dict | None):
             raise outcome
         if outcome is not None:
             return outcome
-    return read_structure(text, limits.parse_seconds, limits.max_atoms)
+    return read_structure_bounded(text, limits.parse_seconds, limits.max_atoms)
 
 
 def check_record(record: SampleRecord, out_dir: Path, target, limits: Limits, parsed: dict | None = None) -> dict:
@@ -167,7 +245,7 @@ def check_record(record: SampleRecord, out_dir: Path, target, limits: Limits, pa
     text = None
     try:
         path = resolve_inside(out_dir, record.cif, limits.max_file_bytes)
-        raw = path.read_bytes()
+        raw = read_file(path, limits.max_file_bytes)
         text = raw.decode("utf-8", errors="replace")
         if b"\x00" in raw:
             raise StructureError("parse_error", "binary content, not CIF text")
@@ -188,14 +266,21 @@ def check_record(record: SampleRecord, out_dir: Path, target, limits: Limits, pa
     return _row(record, tid, index, **values)
 
 
+INT64_MAX = 2**63 - 1
+
+
 def validate_shard(out_dir: Path, request: SampleRequest | None = None, limits: Limits = Limits(),
                    parsed: dict | None = None) -> Report:
     """Check a manifest and its files; with the request, also that every sample is answered.
 
-    `parsed`: CIF parses made while the model ran (prevalidate.py), reused for identical bytes.
+    With a request, the rows are exactly the requested samples, in the request's order:
+    records for samples not asked for, and second records of a sample, are ignored and
+    reported as warnings. `parsed`: CIF parses made while the model ran (prevalidate.py),
+    reused for identical bytes.
     """
     out_dir = Path(out_dir)
-    manifest = load_manifest(out_dir)
+    bad: list[tuple[object, str]] = []
+    manifest = load_manifest(out_dir, bad)
     targets = {t.id: t for t in request.targets} if request else {}
     requested = request.requested() if request else None
     wanted = set(requested) if requested is not None else None
@@ -204,26 +289,63 @@ def validate_shard(out_dir: Path, request: SampleRequest | None = None, limits: 
         report.warnings.append(f"manifest task {manifest.task} differs from the request's {request.task}")
     if not manifest.complete:
         report.warnings.append("the manifest is marked incomplete: the model stopped before finishing")
-    seen: set[tuple[str, int]] = set()
+    rows: dict[tuple[str, int], dict] = {}
+    ignored: dict[str, list] = {"not requested": [], "duplicate": [], "unusable": []}
+    for raw, message in bad:
+        key = _key_of(raw)
+        if key is not None and (wanted is None or key in wanted) and key not in rows:
+            rows[key] = _reject(None, *key, "bad_record", message)
+        else:
+            ignored["unusable"].append(message)
     for record in manifest.samples:
         key = (record.target_id, record.sample_index)
-        if wanted is not None and key not in wanted:
-            report.rows.append(_reject(record, *key, "not_requested", "this sample was not requested"))
-        elif key in seen:
-            report.rows.append(_reject(record, *key, "duplicate_record", "a second record for this sample"))
+        if wanted is not None and key not in wanted or wanted is None and key[1] > INT64_MAX:
+            ignored["not requested"].append(key)
+        elif key in rows:
+            ignored["duplicate"].append(key)
         else:
-            seen.add(key)
-            report.rows.append(check_record(record, out_dir, targets.get(record.target_id), limits, parsed))
-    for key in requested or ():
-        if key not in seen:
-            why = "the model stopped before producing it" if not manifest.complete else "no record in the manifest"
-            report.rows.append(_reject(None, *key, "missing_record", why))
-    named = {r.cif for r in manifest.samples if r.cif}
-    extra = [
-        str(p.relative_to(out_dir)) for p in out_dir.rglob("*")
-        if p.is_file() and p.name != MANIFEST and str(p.relative_to(out_dir)) not in named
-        and not p.name.startswith(".")
-    ]
+            rows[key] = check_record(record, out_dir, targets.get(record.target_id), limits, parsed)
+    report.warnings += _ignored_warnings(ignored)
+    if requested is None:
+        report.rows = list(rows.values())
+    else:
+        why = "the model stopped before producing it" if not manifest.complete else "no record in the manifest"
+        report.rows = [rows.get(key) or _reject(None, *key, "missing_record", why) for key in requested]
+    extra = unnamed_files(out_dir, {r.cif for r in manifest.samples if r.cif})
     if extra:
-        report.warnings.append(f"{len(extra)} file(s) not named in the manifest, e.g. {extra[0]}")
+        report.warnings.append(f"{len(extra)} file(s) not named in the manifest, e.g. {printable(extra[0])}")
     return report
+
+
+def _key_of(raw) -> tuple[str, int] | None:
+    """(target id, sample index) of a record that breaks the schema, when it still names them."""
+    if not isinstance(raw, dict):
+        return None
+    target, index = raw.get("target_id"), raw.get("sample_index")
+    if isinstance(target, str) and isinstance(index, int) and not isinstance(index, bool) and 0 <= index <= INT64_MAX:
+        return target, index
+    return None
+
+
+def _ignored_warnings(ignored: dict[str, list]) -> list[str]:
+    texts = {"not requested": "record(s) for samples not requested, ignored",
+             "duplicate": "second record(s) of a sample, ignored (the first one counts)",
+             "unusable": "record(s) breaking the schema without a requested sample to reject, ignored"}
+    warnings = []
+    for kind, items in ignored.items():
+        if items:
+            example = items[0] if isinstance(items[0], str) else f"{items[0][0]!r} #{items[0][1]}"
+            warnings.append(printable(f"{len(items)} {texts[kind]}, e.g. {example}")[:1000])
+    return warnings
+
+
+def unnamed_files(out_dir: Path, named: set[str]) -> list[str]:
+    """Files of the output folder that no record names (symlinked folders are not entered)."""
+    extra = []
+    for folder, dirs, files in os.walk(out_dir):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in files:
+            relative = os.path.relpath(os.path.join(folder, name), out_dir)
+            if name != MANIFEST and not name.startswith(".") and relative not in named:
+                extra.append(relative)
+    return extra

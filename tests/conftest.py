@@ -43,6 +43,25 @@ def module_home(tmp_path_factory, name: str):
         yield root, patch
 
 
+def slow_cif(sites: int = 40, blocks: int = 2) -> str:
+    """Blocks of `sites` general positions in F m -3 m: each takes pymatgen seconds to expand and merge."""
+    import random
+
+    from pymatgen.symmetry.groups import SpaceGroup
+
+    ops = [f"  '{op.as_xyz_str()}'" for op in SpaceGroup("Fm-3m").symmetry_ops]
+    text = ""
+    for block in range(blocks):
+        rng = random.Random(block)
+        lines = [f"data_b{block}", "_symmetry_space_group_name_H-M 'F m -3 m'",
+                 *(f"_cell_length_{x} 30" for x in "abc"), *(f"_cell_angle_{x} 90" for x in ("alpha", "beta", "gamma")),
+                 "loop_", "_symmetry_equiv_pos_as_xyz", *ops, "loop_", "_atom_site_label", "_atom_site_type_symbol",
+                 "_atom_site_fract_x", "_atom_site_fract_y", "_atom_site_fract_z", "_atom_site_occupancy"]
+        lines += [f"  C{i} C {rng.random():.5f} {rng.random():.5f} {rng.random():.5f} 1" for i in range(sites)]
+        text += "\n".join(lines) + "\n"
+    return text
+
+
 @pytest.fixture
 def cif():
     return nacl_cif()

@@ -116,7 +116,7 @@ def test_scaffolded_model_passes_check_image(home, probe_image, monkeypatch):
 def test_time_limit_kills_and_removes_the_container(home, tmp_path, probe_image, monkeypatch, docker_client):
     run, states, frame = probe_run(home, tmp_path, probe_image, monkeypatch, sleep=120, timeout=5)
     assert states[0]["runtime_failure"] == "timed out after 5 s"
-    assert states[0]["status"] == "failed" and set(frame["reason"]) == {"shard_failed"}
+    assert states[0]["status"] == "failed" and set(frame["reason"]) == {"timeout"}
     assert not docker_client.containers.list(all=True, filters={"label": "gencsp.role=shard"})
 
 

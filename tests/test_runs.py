@@ -129,7 +129,7 @@ def test_a_shard_over_its_time_limit_keeps_what_it_produced(home, tmp_path):
     assert states[0]["runtime_failure"] == "timed out after 3 s" and shard.status == State.failed
     frame = collect(run)
     assert (frame["status"] == "accepted").sum() == 1
-    assert set(frame.loc[frame["status"] == "rejected", "reason"]) == {"missing_record"}
+    assert set(frame.loc[frame["status"] == "rejected", "reason"]) == {"timeout"}
 
 
 def _a_cif(home):

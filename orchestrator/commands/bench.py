@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .values import non_negative_int, positive_int, positive_seconds
+
 
 def parse_options(pairs: list[str]) -> dict:
     """`key=value` pairs; values are JSON when they parse as JSON, else strings."""
@@ -27,15 +29,16 @@ def add_run_arguments(parser) -> None:
     parser.add_argument("--dataset", default="mini")
     parser.add_argument("--split", default="test")
     parser.add_argument("--task", choices=("csp", "generate"), default="csp")
-    parser.add_argument("--samples-per-target", type=int, default=1, help="CSP samples per target (k of @k)")
-    parser.add_argument("--num-samples", type=int, help="generate: total samples (default: rows of the split)")
-    parser.add_argument("--limit", type=int, help="use the first N rows of the split")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--shard-size", type=int, default=100, help="samples per shard")
+    parser.add_argument("--samples-per-target", type=positive_int, default=1, help="CSP samples per target (k of @k)")
+    parser.add_argument("--num-samples", type=positive_int, help="generate: total samples (default: rows of the split)")
+    parser.add_argument("--limit", type=positive_int, help="use the first N rows of the split")
+    parser.add_argument("--seed", type=non_negative_int, default=0)
+    parser.add_argument("--shard-size", type=positive_int, default=100, help="samples per shard")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=positive_int, default=64)
     parser.add_argument("--option", action="append", metavar="KEY=VALUE", help="model option (repeatable)")
     parser.add_argument("--checkpoint", help="host path of the weights (file or folder), mounted read-only")
+    parser.add_argument("--variant", help="image variant (cpu, cuda; default: the one built for --device)")
     parser.add_argument("--run-dir", type=Path, help="runs folder (default: ./runs or $GENCSP_RUNS)")
 
 
@@ -46,14 +49,16 @@ def register(sub) -> None:
     parser.add_argument("--executor", default="local", choices=("local", "slurm"))
     parser.add_argument("--profile", help="slurm: cluster profile (see `gencsp clusters`)")
     parser.add_argument("--detach", action="store_true", help="slurm: return once the job array is submitted")
-    parser.add_argument("--workers", type=int, default=1, help="local: shards run at once")
-    parser.add_argument("--retries", type=int, default=2)
-    parser.add_argument("--timeout", type=float, help="seconds per shard (default: from the model card)")
+    parser.add_argument("--workers", type=positive_int, default=1, help="local: shards run at once")
+    parser.add_argument("--retries", type=non_negative_int, default=2)
+    parser.add_argument("--timeout", type=positive_seconds, help="seconds per shard (default: from the model card)")
+    parser.add_argument("--parse-seconds", type=positive_seconds, default=10.0,
+                        help="time limit of reading one CIF the model wrote (a longer one is rejected: timeout)")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE",
                         help="slurm: override a cluster profile value for this run (repeatable)")
     parser.add_argument("--metrics-profile", default="gencsp", choices=("gencsp", "cdvae", "diffcsp"),
                         help="metric definitions (default gencsp: reference and corrected numbers side by side)")
-    parser.add_argument("--eval-workers", type=int, help="processes for the metrics (default: all cores)")
+    parser.add_argument("--eval-workers", type=positive_int, help="processes for the metrics (default: all cores)")
     parser.add_argument("--no-evaluate", action="store_true", help="stop after validation and collection")
     parser.add_argument("--no-chgnet", action="store_true",
                         help="skip the CHGNet-feature Frechet distance (its first use featurizes the whole reference)")
@@ -83,16 +88,20 @@ def cmd_bench(args) -> int:
     from ..plan import plan
     from ..runtimes import get_runtime
     from ..summary import print_summary
+    from ..validate import Limits
 
-    card = models.get(args.model)
+    base = models.get(args.model)
+    variant = args.variant or base.variant_for(args.device)
+    card = models.variant_card(base, variant)
     config = config_from(args)
     run, resumed = plan(config, card, args.run_dir or paths.runs_dir())
     out.print(f"{'resuming' if resumed else 'created'} run {run.path}", highlight=False)
     runtime = get_runtime(args.runtime)
     if runtime.name == "docker" and args.build_missing:
-        ensure_image(card)
-    run.update_info(runtime=runtime.identity(card), executor=args.executor)
+        ensure_image(card, variant)
+    run.update_info(runtime=runtime.identity(card), executor=args.executor, variant=variant)
     policy = ShardPolicy(retries=args.retries, timeout=args.timeout, gpu=args.device == "cuda",
+                         limits=Limits(parse_seconds=args.parse_seconds),
                          checkpoint=Path(config.checkpoint) if config.checkpoint else None)
     options = ExecutorOptions(workers=args.workers, profile=args.profile, detach=args.detach,
                               extra={"profile_overrides": profile_overrides(args.set)})
@@ -100,10 +109,22 @@ def cmd_bench(args) -> int:
     if args.detach:
         out.print(f"submitted; follow with `gencsp status {run.path}`", highlight=False)
         return 0
-    frame = collect(run)
-    print_summary(run, frame)
-    evaluate_stage(run, card, args)
+    with run_stage_lock(run):  # one process at a time writes the run's table and metrics
+        frame = collect(run)
+        print_summary(run, frame)
+        evaluate_stage(run, card, args)
     return 0
+
+
+def run_stage_lock(run):
+    """The run's lock, for the stages after the shards; waits (saying so) while another process holds it."""
+    from ..console import err
+    from ..locks import describe, run_lock
+
+    lock = run_lock(run.path.parent, run.path.name)
+    lock.acquire(on_wait=lambda holder: err.print(f"waiting for {describe(holder)}, which holds run {run.path.name}",
+                                                  highlight=False))
+    return lock
 
 
 def profile_overrides(pairs: list[str] | None) -> dict:
@@ -131,13 +152,14 @@ def evaluate_stage(run, card, args) -> dict | None:
     return metrics
 
 
-def ensure_image(card) -> None:
+def ensure_image(card, variant: str | None = None) -> None:
     """Build a model's image when it is missing (a local build, never a pull of the model image)."""
     from .. import images
     from ..console import out
 
     if images.image_exists(images.client(), card.image_name):
         return
-    out.print(f"{card.image_name} is not built here: building it (gencsp build {card.name})", highlight=False)
-    with out.status(f"building {card.name}"):
-        images.build(card.name)
+    flag = f" --variant {variant}" if variant else ""
+    out.print(f"{card.image_name} is not built here: building it (gencsp build {card.name}{flag})", highlight=False)
+    with out.status(f"building {card.image_name}"):
+        images.build(card.name, variant=variant)

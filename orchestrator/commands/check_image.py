@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from .values import positive_seconds
+
 
 def register(sub) -> None:
     parser = sub.add_parser("check-image", help="run a model image on a small request and check the contract")
     parser.add_argument("model")
     parser.add_argument("--runtime", default="auto", choices=("auto", "docker", "apptainer", "local"))
-    parser.add_argument("--timeout", type=float, help="seconds per run (default: from the model card)")
+    parser.add_argument("--timeout", type=positive_seconds, help="seconds per run (default: from the model card)")
     parser.set_defaults(func=cmd_check_image)
 
 

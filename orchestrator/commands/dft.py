@@ -6,6 +6,7 @@ from pathlib import Path
 
 from .bench import parse_options
 from .relax import add_reference_arguments, progress_bar, reference_choice
+from .values import positive_int
 
 
 def register(sub) -> None:
@@ -23,15 +24,15 @@ def register(sub) -> None:
     submit.add_argument("--set-profile", action="append", metavar="KEY=VALUE", help="override a profile value")
     submit.add_argument("--select", default="all", choices=("all", "stable-by-mlip", "metastable-by-mlip"))
     submit.add_argument("--mlip", default="chgnet", help="the MLIP relaxation --select reads")
-    submit.add_argument("--top", type=int, help="at most N samples (lowest MLIP energy above hull first)")
-    submit.add_argument("--max-atoms", type=int, help="only samples with at most N atoms")
+    submit.add_argument("--top", type=positive_int, help="at most N samples (lowest MLIP energy above hull first)")
+    submit.add_argument("--max-atoms", type=positive_int, help="only samples with at most N atoms")
     submit.add_argument("--references", default="auto", choices=("auto", "none", "elements", "elements+dataset"),
                         help="hull reference tasks of the same engine (auto: elements for gpaw, none for vasp)")
     submit.add_argument("--element-prototypes", default="ground",
                         help="prototypes per element: ground (one per element where known) or a list, e.g. fcc,bcc")
     submit.add_argument("--reference-dataset", help="elements+dataset: dataset (default: the run's)")
     submit.add_argument("--reference-split", default="train")
-    submit.add_argument("--workers", type=int, default=1, help="local: tasks at once")
+    submit.add_argument("--workers", type=positive_int, default=1, help="local: tasks at once")
     submit.add_argument("--retry-failed", action="store_true", help="submit failed tasks again")
     submit.add_argument("--wait", action="store_true", help="slurm: wait until the array has left the queue")
     submit.set_defaults(func=cmd_submit)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .values import non_negative_int, positive_int
+
 ARROWS = {"higher": "↑", "lower": "↓", "none": ""}
 
 
@@ -22,8 +24,8 @@ def register(sub) -> None:
     parser.add_argument("--kind", choices=("perovskite", "carbon", "mp20"),
                         help="coverage cut-offs (default: the reference dataset's kind)")
     parser.add_argument("--profile", choices=("cdvae", "diffcsp", "gencsp"), default="gencsp")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the 1000-crystal distribution subset")
-    parser.add_argument("--workers", type=int, help="processes (default: every core)")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of the 1000-crystal distribution subset")
+    parser.add_argument("--workers", type=positive_int, help="processes (default: every core)")
     parser.add_argument("--out", type=Path, help="summary JSON (default: RUN/metrics/summary.json, or metrics.json)")
     parser.add_argument("--no-cache", action="store_true", help="neither read nor write the fingerprint cache")
     parser.add_argument("--no-chgnet", action="store_true", help="skip the Fréchet distance on CHGNet features")

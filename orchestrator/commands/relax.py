@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .values import positive_int
+
 
 def add_reference_arguments(parser) -> None:
     group = parser.add_argument_group("hull reference")
@@ -36,11 +38,11 @@ def register(sub) -> None:
     parser.add_argument("--weights", help="local weights file (mace, orb, mattersim)")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--fmax", type=float, default=0.05, help="eV/A")
-    parser.add_argument("--steps", type=int, default=500, help="maximum FIRE steps per structure")
-    parser.add_argument("--batch-size", type=int, default=16, help="structures per potential call")
-    parser.add_argument("--workers", type=int, default=1, help="processes, each with its own potential")
-    parser.add_argument("--threads", type=int, help="torch threads per worker (default 1; use --workers for more cores)")
-    parser.add_argument("--chunk-size", type=int, default=64, help="samples per part file (resume unit)")
+    parser.add_argument("--steps", type=positive_int, default=500, help="maximum FIRE steps per structure")
+    parser.add_argument("--batch-size", type=positive_int, default=16, help="structures per potential call")
+    parser.add_argument("--workers", type=positive_int, default=1, help="processes, each with its own potential")
+    parser.add_argument("--threads", type=positive_int, help="torch threads per worker (default 1; use --workers for more cores)")
+    parser.add_argument("--chunk-size", type=positive_int, default=64, help="samples per part file (resume unit)")
     parser.add_argument("--restart", action="store_true", help="discard earlier relaxations of this engine")
     add_reference_arguments(parser)
     parser.set_defaults(func=cmd_relax)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .values import non_negative_int, positive_int
+
 
 def register(sub) -> None:
     parser = sub.add_parser("resume", help="resubmit the unfinished shards of a run, wait, collect")
@@ -13,10 +15,10 @@ def register(sub) -> None:
                         help="slurm: override a profile value for this run (repeatable), e.g. time=04:00:00")
     parser.add_argument("--runtime", choices=("auto", "docker", "apptainer", "local"),
                         help="runtime of the shards (default: the one recorded)")
-    parser.add_argument("--retries", type=int, help="resubmissions of a shard that keeps failing")
+    parser.add_argument("--retries", type=non_negative_int, help="resubmissions of a shard that keeps failing")
     parser.add_argument("--skip-failed", action="store_true", help="leave failed shards as they are")
     parser.add_argument("--detach", action="store_true", help="slurm: return once submitted")
-    parser.add_argument("--workers", type=int, default=1, help="local: shards run at once")
+    parser.add_argument("--workers", type=positive_int, default=1, help="local: shards run at once")
     parser.set_defaults(func=cmd_resume)
 
 
@@ -60,7 +62,7 @@ def cmd_resume(args) -> int:
     from ..summary import print_summary
 
     run = Run(args.run)
-    card = models.get(run.config.model)
+    card = models.for_run(run.info)
     unfinished = [s.index for s in run.shards() if s.status != State.done]
     out.print(f"run {run.path}: {len(unfinished)} shard(s) not done", highlight=False)
     if args.profile or run.info.get("executor") == "slurm":
@@ -70,7 +72,10 @@ def cmd_resume(args) -> int:
             return 0
     elif unfinished:
         resume_local(run, card, args)
-    print_summary(run, collect(run))
+    from .bench import run_stage_lock
+
+    with run_stage_lock(run):
+        print_summary(run, collect(run))
     failed = [s.index for s in run.shards() if s.status == State.failed]
     if failed:  # they count against the model, as rejected samples
         out.print(f"{len(failed)} shard(s) failed: {', '.join(map(str, failed))} (`gencsp status {run.path}`)",

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .values import non_negative_int, positive_seconds
+
 
 def register(sub) -> None:
     parser = sub.add_parser("run-shard", help="run, validate and record one shard of a run")
     parser.add_argument("run", type=Path)
-    parser.add_argument("index", type=int)
+    parser.add_argument("index", type=non_negative_int)
     parser.add_argument("--runtime", default="auto", choices=("auto", "docker", "apptainer", "local"))
-    parser.add_argument("--timeout", type=float)
+    parser.add_argument("--timeout", type=positive_seconds)
     parser.add_argument("--gpu", action="store_true")
     parser.add_argument("--force", action="store_true", help="redo the shard even if it is done")
     parser.set_defaults(func=cmd_run_shard)
@@ -21,6 +23,7 @@ def cmd_run_shard(args) -> int:
     from ..console import out
     from ..errors import GencspError
     from ..executors.local import ShardPolicy, process_shard
+    from ..locks import LockBusy
     from ..runs import Run, Shard, State
     from ..runtimes import get_runtime
 
@@ -31,9 +34,13 @@ def cmd_run_shard(args) -> int:
     if shard.status == State.done and not args.force:
         out.print(f"shard {args.index} is done; nothing to do")
         return 0
-    card = models.get(run.config.model)
+    card = models.for_run(run.info)
     checkpoint = Path(run.config.checkpoint) if run.config.checkpoint else None
     policy = ShardPolicy(timeout=args.timeout, gpu=args.gpu, checkpoint=checkpoint)
-    state = process_shard(shard, get_runtime(args.runtime), card, policy)
+    try:
+        state = process_shard(shard, get_runtime(args.runtime), card, policy, redo=args.force)
+    except LockBusy as exc:  # another process runs it: it records the outcome
+        out.print(f"{exc}; left to it", highlight=False)
+        return 0
     out.print(f"shard {args.index}: {state['status']} {state.get('counts') or state.get('error')}", highlight=False)
     return 0 if state["status"] == State.done else 3

@@ -111,6 +111,7 @@ class Context:
         self.notes: list[str] = []
         self.n_requested = len(inputs.predictions)
         self.profile = "gencsp"
+        self.ref_read: list[int] = []
         self._memo: dict = {}
         self._frames()
 
@@ -159,6 +160,7 @@ class Context:
                 ref_parts.setdefault(i, set()).update(needs["truth"])
         cifs = self.inputs.reference["cif"].tolist()
         jobs += [("ref", i, cifs[i], tuple(parts)) for i, parts in ref_parts.items()]
+        self.ref_read = sorted(ref_parts)  # the reference rows some metric reads
         label = " and ".join(dict.fromkeys({"gen": "predictions", "ref": "reference"}[job[0]] for job in jobs))
         records = compute_records([job[2] for job in jobs], self.settings.records, self.settings.workers, self.cache,
                                   self.settings.progress, label, self.timing, [job[3] for job in jobs])

@@ -151,6 +151,7 @@ def provenance(ctx: Context, profile: str, descriptions: dict, timing, started: 
 
 def evaluate(inputs, profile: str = "gencsp", settings: Settings = Settings()) -> Result:
     from .cache import Cache, default_path
+    from .inputs import check_reference_records
     from .records import Timing, version
 
     started = time.perf_counter()
@@ -162,6 +163,7 @@ def evaluate(inputs, profile: str = "gencsp", settings: Settings = Settings()) -
         ctx = Context(inputs, settings, cache, timing)
         ctx.profile = profile
         ctx.require(union_of_needs([m for _, m in profile_metrics(profile, inputs.task)], ctx))
+        check_reference_records([ctx.ref_records[i] for i in ctx.ref_read], inputs.source)
         metrics, descriptions = _compute(ctx, profile)
         table = structure_table(ctx, mode_of(profile))
         return Result(metrics, table, provenance(ctx, profile, descriptions, timing, started))

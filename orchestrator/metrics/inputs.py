@@ -68,8 +68,28 @@ def load_structures(spec: str, role: str):
     frame["material_id"] = frame["material_id"].astype(str)
     frame["target_id"] = [target_id(m) for m in frame["material_id"]]
     frame["cif"] = frame["cif"].fillna("").astype(str)
+    for column in ("material_id", "target_id"):  # a repeated id would count its target twice
+        repeated = frame[column][frame[column].duplicated(keep=False)]
+        if len(repeated):
+            first = repeated.iloc[0]
+            rows = [i + 1 for i in repeated.index[repeated == first][:5]]
+            raise InputError(f"{role} {spec}: {column} {first!r} appears {int((repeated == first).sum())} times "
+                             f"(rows {', '.join(map(str, rows))}); ids must be unique")
     provenance["rows"] = len(frame)
     return frame.reset_index(drop=True), provenance
+
+
+def check_reference_records(records: list[dict], source: dict) -> None:
+    """A reference none of whose CIFs can be read gives every match rate 0: an error, not a number."""
+    unreadable = [r for r in records if r.get("reason")]
+    if isinstance(source.get("reference"), dict):
+        source["reference"]["unreadable"] = len(unreadable)
+    if records and len(unreadable) == len(records):
+        where = source.get("reference", {}) if isinstance(source.get("reference"), dict) else {}
+        name = where.get("path") or where.get("truth") or where.get("dataset") or "the reference"
+        example = unreadable[0]
+        raise InputError(f"reference {name}: none of its {len(records)} CIFs could be read "
+                         f"(e.g. {example['reason']}: {example.get('message')})")
 
 
 def _frame(rows: list[dict]):
@@ -78,19 +98,61 @@ def _frame(rows: list[dict]):
     return pd.DataFrame(rows, columns=list(PREDICTION_COLUMNS))
 
 
+def _integer(value, path: Path, row: int, column: str) -> int:
+    """A whole number >= 0 from a CSV cell (pandas reads 3 as 3.0 in a column with blanks)."""
+    import math
+
+    if isinstance(value, bool):
+        value = None
+    try:
+        number = float(value) if not isinstance(value, int) else value
+        if isinstance(number, float) and not (math.isfinite(number) and number.is_integer()):
+            raise ValueError
+        number = int(number)
+    except (TypeError, ValueError):
+        raise InputError(f"{path}, row {row}: {column} {value!r} is not an integer") from None
+    if number < 0:
+        raise InputError(f"{path}, row {row}: {column} {value!r} is negative")
+    return number
+
+
+def _seconds(value, path: Path, row: int):
+    import math
+
+    if value is None or isinstance(value, float) and math.isnan(value):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{path}, row {row}: seconds {value!r} is not a number") from None
+    if not math.isfinite(number) or number < 0:
+        raise InputError(f"{path}, row {row}: seconds {value!r} is not a duration")
+    return number
+
+
 def predictions_from_csv(path: Path, task: str):
+    """One row per sample. Without a sample_index column, a target's rows are its samples 0, 1, ...
+    in order; a row repeating another's sample (or, without sample_index, its target and CIF) is
+    an error: a file pasted twice would otherwise read as twice the samples."""
     frame = read_csv(path)
     if "cif" not in frame.columns:
         raise InputError(f"{path}: predictions need a 'cif' column")
     if task == "csp" and "target_id" not in frame.columns:
         raise InputError(f"{path}: CSP predictions need a 'target_id' column (the reference's material_id)")
-    rows = []
+    indexed = "sample_index" in frame.columns
+    rows, seen, counts = [], {}, {}
     for i, row in enumerate(frame.to_dict("records")):
         text = row["cif"] if isinstance(row["cif"], str) else ""
-        index = row.get("sample_index", 0)
-        rows.append({"target_id": str(row.get("target_id", f"gen-{i}")),
-                     "sample_index": int(index) if index == index else 0, "cif": text,
-                     "input_reason": None, "input_message": None, "seconds": row.get("seconds")})
+        target = str(row.get("target_id", f"gen-{i}"))
+        index = _integer(row["sample_index"], path, i + 1, "sample_index") if indexed else counts.get(target, 0)
+        counts[target] = counts.get(target, 0) + 1
+        key = (target, index) if indexed else (target, text)
+        if key in seen:
+            what = f"sample_index {index}" if indexed else "CIF (add a sample_index column if this is meant)"
+            raise InputError(f"{path}: row {i + 1} repeats row {seen[key]} (target_id {target!r}, same {what})")
+        seen[key] = i + 1
+        rows.append({"target_id": target, "sample_index": index, "cif": text, "input_reason": None,
+                     "input_message": None, "seconds": _seconds(row.get("seconds"), path, i + 1)})
     return _frame(rows)
 
 

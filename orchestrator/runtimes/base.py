@@ -42,6 +42,7 @@ class RunResult:
     exit_code: int | None
     seconds: float
     runtime_failure: str | None = None  # the runtime, not the model, failed (image missing, timeout, 255...)
+    timed_out: bool = False
 
     @property
     def ok(self) -> bool:
@@ -87,24 +88,75 @@ def run_shard(runtime: Runtime, shard: Shard, card: ModelCard, timeout: float | 
     return runtime.execute(card, argv, shard_mounts(shard, checkpoint), shard.log_path, timeout=timeout, gpu=gpu)
 
 
+# A model's output kept in its log: the first part and the last TAIL (where the error is).
+LOG_LIMIT_BYTES = 16 * 1024 * 1024
+LOG_TAIL_BYTES = 256 * 1024
+
+
+class CappedLog:
+    """Appends to a log file at most LOG_LIMIT_BYTES of a stream: its head and its tail."""
+
+    def __init__(self, handle):
+        self.handle = handle
+        self.tail_limit = min(LOG_TAIL_BYTES, LOG_LIMIT_BYTES // 4)
+        self.head_left = LOG_LIMIT_BYTES - self.tail_limit
+        self.tail = bytearray()
+        self.dropped = 0
+
+    def write(self, data: bytes) -> None:
+        if self.head_left > 0:
+            head, data = data[:self.head_left], data[self.head_left:]
+            self.handle.write(head)
+            self.head_left -= len(head)
+        if data:
+            self.tail += data
+            if len(self.tail) > self.tail_limit:
+                cut = len(self.tail) - self.tail_limit
+                self.dropped += cut
+                del self.tail[:cut]
+
+    def close(self) -> None:
+        if self.dropped:
+            self.handle.write(f"\n[gencsp: {self.dropped} bytes of output left out (log limit "
+                              f"{LOG_LIMIT_BYTES} bytes); the last {len(self.tail)} follow]\n".encode())
+        self.handle.write(bytes(self.tail))
+        self.handle.flush()
+
+
+def copy_capped(stream, log_path: Path) -> None:
+    """Copy a byte stream (a pipe, docker's log stream) into the log, capped."""
+    with open(log_path, "ab") as handle:
+        log = CappedLog(handle)
+        try:
+            for chunk in iter(lambda: stream.read(65536), b""):
+                log.write(chunk)
+        finally:
+            log.close()
+
+
 def run_process(command: list[str], log_path: Path, timeout: float | None = None,
                 env: dict[str, str] | None = None, cwd: Path | None = None) -> RunResult:
-    """Run a command in its own process group, output appended to the log; killed whole on timeout."""
+    """Run a command in its own process group, output appended to the log (capped); killed whole on timeout."""
+    import threading
+
     start = time.monotonic()
-    with open(log_path, "ab") as log:
-        try:
-            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd,
-                                       start_new_session=True)
-        except OSError as exc:
-            return RunResult(None, 0.0, f"cannot start {command[0]}: {exc}")
-        try:
-            code = process.wait(timeout=timeout)
-        except BaseException as exc:  # time limit or interruption: never leave the model running
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-            if isinstance(exc, subprocess.TimeoutExpired):
-                return RunResult(None, time.monotonic() - start, f"timed out after {timeout:g} s")
-            raise
+    try:
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=cwd,
+                                   start_new_session=True)
+    except OSError as exc:
+        return RunResult(None, 0.0, f"cannot start {command[0]}: {exc}")
+    reader = threading.Thread(target=copy_capped, args=(process.stdout, log_path), name="gencsp-log", daemon=True)
+    reader.start()
+    try:
+        code = process.wait(timeout=timeout)
+    except BaseException as exc:  # time limit or interruption: never leave the model running
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        if isinstance(exc, subprocess.TimeoutExpired):
+            return RunResult(None, time.monotonic() - start, f"timed out after {timeout:g} s", timed_out=True)
+        raise
+    finally:
+        reader.join(10)  # a descendant that left the process group may keep the pipe open: not waited for
     return RunResult(code, time.monotonic() - start)
 
 

@@ -87,7 +87,7 @@ class DockerRuntime:
             container = self.client.containers.create(**container_settings(card, argv, mounts, gpu))
         except docker.errors.APIError as exc:
             return RunResult(None, time.monotonic() - start, f"docker could not create the container: {exc}")
-        failure = None
+        failure, timed_out = None, False
         try:
             container.start()
             try:
@@ -95,7 +95,7 @@ class DockerRuntime:
                 code = status.get("StatusCode")
             except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
                 container.kill()
-                code, failure = None, f"timed out after {timeout:g} s"
+                code, failure, timed_out = None, f"timed out after {timeout:g} s", True
             container.reload()
             if container.attrs["State"].get("OOMKilled"):
                 failure = f"out of memory (limit {card.resources.memory_gb:g} GB)"
@@ -104,7 +104,7 @@ class DockerRuntime:
         finally:
             self._save_logs(container, log_path)
             container.remove(force=True)
-        return RunResult(code, time.monotonic() - start, failure)
+        return RunResult(code, time.monotonic() - start, failure, timed_out=timed_out)
 
     def interfaces(self, card: ModelCard) -> list[str]:
         """Network interfaces seen inside a container started with the model's settings."""
@@ -115,11 +115,25 @@ class DockerRuntime:
 
     @staticmethod
     def _save_logs(container, log_path: Path) -> None:
+        """The container's output, streamed into the log and capped (a model may print gigabytes)."""
+        import io
+
         import docker
 
+        from .base import copy_capped
+
         try:
-            logs = container.logs(stdout=True, stderr=True)
+            chunks = container.logs(stdout=True, stderr=True, stream=True)
+            copy_capped(_ChunkReader(chunks), log_path)
         except docker.errors.APIError as exc:
-            logs = f"(logs unavailable: {exc})\n".encode()
-        with open(log_path, "ab") as handle:
-            handle.write(logs)
+            copy_capped(io.BytesIO(f"(logs unavailable: {exc})\n".encode()), log_path)
+
+
+class _ChunkReader:
+    """A file-like read() over docker's iterator of log chunks."""
+
+    def __init__(self, chunks):
+        self.chunks = iter(chunks)
+
+    def read(self, size: int = -1) -> bytes:
+        return next(self.chunks, b"")
