@@ -28,7 +28,7 @@ largest difference between the two sets of numbers.
 `--project N --k K`: an MP-20-scale estimate (9,046 targets x 20 samples) from a measured
 subset of N targets x K samples of `--dataset` (MP-20 is not mirrored here; carbon_24, 6 to 24
 atoms of one element, is the harder stand-in for its 1 to 20 atoms). It measures gencsp cold
-with the diffcsp profile: CPU seconds in the parent process (serial) and in the workers
+with the diffcsp profile (`--profile`): CPU seconds in the parent process (serial) and in the workers
 (parallel), and the peak memory of both, at N/2 and N targets; then projects both linearly.
 """
 
@@ -140,48 +140,56 @@ def compare(label: str, reference: dict, clock_ref: Clock, ours: dict, clock_our
 # --- the three comparisons --------------------------------------------------------------------
 
 
-def csp_at_1(args, tmp, upstream, split, results) -> None:
+def csp_set(split, n: int, k: int, seed: int, path: Path):
+    """n seeded targets of a split, k perturbed predictions each, written as a predictions CSV."""
     import numpy as np
 
-    rows = sorted(np.random.default_rng(1).choice(len(split), args.csp_targets, replace=False).tolist())
+    rows = sorted(np.random.default_rng(seed).choice(len(split), n, replace=False).tolist())
     targets = split.iloc[rows]
-    preds = [s[0] for s in perturbed_predictions(list(targets["cif"]), 1, seed=2)]
-    pred_csv = csv({"target_id": targets["material_id"], "sample_index": 0, "cif": preds}, tmp / "csp1.csv")
-    print(f"\n1. CSP, {len(rows)} targets of perov_5 val ({len(split)}) x 1 sample: CDVAE RecEval vs --profile cdvae")
-    pred_arrays, gt_arrays = [upstream.arrays_of_cif(c) for c in preds], [upstream.arrays_of_cif(c) for c in targets["cif"]]
-    module = upstream.load("cdvae", args.cdvae_src)
+    preds = perturbed_predictions(list(targets["cif"]), k, seed=seed + 1)
+    ids = list(targets["material_id"])
+    csv({"target_id": [t for t in ids for _ in range(k)], "sample_index": [j for _ in ids for j in range(k)],
+         "cif": [c for samples in preds for c in samples]}, path)
+    return targets, preds
+
+
+def side_by_side(args, tmp, label: str, reference_run, predictions: Path, reference: Path, task: str,
+                 profile: str, results: list):
+    """The reference's code, then gencsp cold on the same inputs (a new GENCSP_HOME), compared."""
+    import upstream
+
     with Clock() as ref_clock:
-        reference = upstream.recon(module, pred_arrays, gt_arrays)
-    print(ref_clock.line(f"CDVAE's code ({upstream.PROCESSES['n']} processes)"))
-    fresh_home(tmp, "csp1")
+        expected = reference_run()
+    print(ref_clock.line(f"reference code ({upstream.PROCESSES['n']} processes)"))
+    fresh_home(tmp, profile)
     with Clock() as our_clock:
-        ours = run_gencsp(pred_csv, tmp / "split.csv", "csp", "cdvae", args.processes).metrics
+        result = run_gencsp(predictions, reference, task, profile, args.processes)
     print(our_clock.line(f"gencsp cold ({args.processes} workers)"))
-    compare("CSP @1 vs CDVAE RecEval", reference, ref_clock, ours, our_clock, results)
+    compare(label, expected, ref_clock, result.metrics, our_clock, results)
+    return ref_clock, result
+
+
+def csp_at_1(args, tmp, upstream, split, results) -> None:
+    targets, preds = csp_set(split, args.csp_targets, 1, 1, tmp / "csp1.csv")
+    print(f"\n1. CSP, {len(targets)} targets of perov_5 val ({len(split)}) x 1 sample: CDVAE RecEval vs "
+          "--profile cdvae")
+    pred_arrays = [upstream.arrays_of_cif(s[0]) for s in preds]
+    gt_arrays = [upstream.arrays_of_cif(c) for c in targets["cif"]]
+    module = upstream.load("cdvae", args.cdvae_src)
+    side_by_side(args, tmp, "CSP @1 vs CDVAE RecEval", lambda: upstream.recon(module, pred_arrays, gt_arrays),
+                 tmp / "csp1.csv", tmp / "split.csv", "csp", "cdvae", results)
 
 
 def csp_at_k(args, tmp, upstream, split, results) -> None:
-    import numpy as np
-
-    rows = sorted(np.random.default_rng(3).choice(len(split), args.k_targets, replace=False).tolist())
-    targets = split.iloc[rows]
-    preds = perturbed_predictions(list(targets["cif"]), args.k, seed=4)
-    ids = list(targets["material_id"])
-    pred_csv = csv({"target_id": [t for t in ids for _ in range(args.k)],
-                    "sample_index": [j for _ in ids for j in range(args.k)],
-                    "cif": [c for samples in preds for c in samples]}, tmp / "cspk.csv")
-    print(f"\n2. CSP, {len(rows)} targets x {args.k} samples: DiffCSP RecEvalBatch (--multi_eval) vs --profile diffcsp")
+    targets, preds = csp_set(split, args.k_targets, args.k, 3, tmp / "cspk.csv")
+    print(f"\n2. CSP, {len(targets)} targets x {args.k} samples: DiffCSP RecEvalBatch (--multi_eval) vs "
+          "--profile diffcsp")
     batches = [[upstream.arrays_of_cif(samples[j]) for samples in preds] for j in range(args.k)]
     gt_arrays = [upstream.arrays_of_cif(c) for c in targets["cif"]]
     module = upstream.load("diffcsp", args.diffcsp_src)
-    with Clock() as ref_clock:
-        reference = upstream.recon_at_k(module, batches, gt_arrays)
-    print(ref_clock.line(f"DiffCSP's code ({upstream.PROCESSES['n']} processes)"))
-    fresh_home(tmp, "cspk")
-    with Clock() as our_clock:
-        ours = run_gencsp(pred_csv, tmp / "split.csv", "csp", "diffcsp", args.processes).metrics
-    print(our_clock.line(f"gencsp cold ({args.processes} workers)"))
-    compare(f"CSP @{args.k} vs DiffCSP RecEvalBatch", reference, ref_clock, ours, our_clock, results)
+    side_by_side(args, tmp, f"CSP @{args.k} vs DiffCSP RecEvalBatch",
+                 lambda: upstream.recon_at_k(module, batches, gt_arrays), tmp / "cspk.csv", tmp / "split.csv",
+                 "csp", "diffcsp", results)
 
 
 def generation(args, tmp, upstream, val, test, results) -> None:
@@ -192,18 +200,13 @@ def generation(args, tmp, upstream, val, test, results) -> None:
           "CDVAE GenEval vs --profile cdvae")
     gen_arrays, gt_arrays = [upstream.arrays_of_cif(c) for c in generated], [upstream.arrays_of_cif(c) for c in test["cif"]]
     module = upstream.load("cdvae", args.cdvae_src)
-    with Clock() as ref_clock:
-        reference = upstream.generate(module, gen_arrays, gt_arrays, "perovskite")
-    print(ref_clock.line(f"CDVAE's code ({upstream.PROCESSES['n']} processes)"))
-    fresh_home(tmp, "gen")
-    with Clock() as our_clock:
-        cold = run_gencsp(gen_csv, ref_csv, "generate", "cdvae", args.processes)
-    print(our_clock.line(f"gencsp cold ({args.processes} workers)"))
+    ref_clock, cold = side_by_side(args, tmp, "Generation vs CDVAE GenEval",
+                                   lambda: upstream.generate(module, gen_arrays, gt_arrays, "perovskite"), gen_csv,
+                                   ref_csv, "generate", "cdvae", results)
     with Clock() as warm_clock:
         warm = run_gencsp(gen_csv, ref_csv, "generate", "cdvae", args.processes)
     print(warm_clock.line("gencsp warm (same cache)") + f"   {ref_clock.wall / warm_clock.wall:.0f}x")
     assert warm.metrics == cold.metrics, "cached numbers differ from computed ones"
-    compare("Generation vs CDVAE GenEval", reference, ref_clock, cold.metrics, our_clock, results)
 
 
 def speed(args) -> None:
@@ -253,36 +256,30 @@ def memory(args) -> None:
           f"valid {result.metrics['valid']:.3f}")
 
 
-def _measure_subset(dataset: str, n: int, k: int, processes: int, tmp: Path) -> dict:
-    """In a child process (its own peak memory): gencsp cold, diffcsp profile, n targets x k samples."""
+def _measure_subset(dataset: str, n: int, k: int, processes: int, tmp: Path, profile: str) -> dict:
+    """In a child process (its own peak memory): gencsp cold, n targets x k samples."""
     import multiprocessing
 
     queue = multiprocessing.get_context("fork").Queue()
     child = multiprocessing.get_context("fork").Process(target=_subset_child, args=(dataset, n, k, processes,
-                                                                                    tmp, queue))
+                                                                                    tmp, queue, profile))
     child.start()
     result = queue.get()
     child.join()
     return result
 
 
-def _subset_child(dataset, n, k, processes, tmp, queue) -> None:
-    import numpy as np
-
+def _subset_child(dataset, n, k, processes, tmp, queue, profile) -> None:
     from orchestrator import datasets
 
     split = datasets.load(dataset, "val")
     csv({"material_id": split["material_id"], "cif": split["cif"]}, tmp / f"{dataset}.csv")
-    rows = sorted(np.random.default_rng(5).choice(len(split), n, replace=False).tolist())
-    targets = split.iloc[rows]
-    preds = perturbed_predictions(list(targets["cif"]), k, seed=6)
-    ids = list(targets["material_id"])
-    pred_csv = csv({"target_id": [t for t in ids for _ in range(k)], "sample_index": [j for _ in ids for j in range(k)],
-                    "cif": [c for s in preds for c in s]}, tmp / f"{dataset}-{n}x{k}.csv")
+    pred_csv = tmp / f"{dataset}-{n}x{k}.csv"
+    csp_set(split, n, k, 5, pred_csv)
     fresh_home(tmp, f"project-{n}")
     before = resource.getrusage(resource.RUSAGE_SELF)
     start, load_before = time.perf_counter(), load()
-    result = run_gencsp(pred_csv, tmp / f"{dataset}.csv", "csp", "diffcsp", processes)
+    result = run_gencsp(pred_csv, tmp / f"{dataset}.csv", "csp", profile, processes)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_SELF)
     serial = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
@@ -291,17 +288,17 @@ def _subset_child(dataset, n, k, processes, tmp, queue) -> None:
                "worker_cpu": timing["compute_seconds_summed_over_processes"], "load": f"{load_before} -> {load()}",
                "parent_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                "worker_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
-               "match_rate": result.metrics["match_rate"]})
+               "match_rate": result.metrics.get("match_rate", result.metrics.get(f"match_rate@{k}"))})
 
 
 def project(args) -> None:
     processes = args.processes or os.cpu_count()
     tmp = Path(tempfile.mkdtemp(prefix="gencsp-bench-"))
-    print(f"gencsp cold, diffcsp profile, {args.dataset} val subsets x {args.k} samples, {processes} workers; "
-          f"load average {load()}")
+    print(f"gencsp cold, {args.profile} profile, {args.dataset} val subsets x {args.k} samples, {processes} "
+          f"workers; load average {load()}")
     points = []
     for n in (args.project // 2, args.project):
-        m = _measure_subset(args.dataset, n, args.k, processes, tmp)
+        m = _measure_subset(args.dataset, n, args.k, processes, tmp, args.profile)
         points.append(m)
         print(f"  {n} targets x {m['k']} = {m['predictions']} predictions: {m['wall']:.1f} s wall, "
               f"parent CPU {m['serial_cpu']:.1f} s, workers CPU {m['worker_cpu']:.1f} s, "
@@ -339,6 +336,7 @@ def main() -> None:
     parser.add_argument("--memory", type=int, help="instead: peak memory for this many generated structures")
     parser.add_argument("--project", type=int, help="instead: MP-20 projection from this many targets x --k")
     parser.add_argument("--dataset", default="carbon_24", help="the subset's dataset for --project")
+    parser.add_argument("--profile", default="diffcsp", help="the profile --project evaluates")
     args = parser.parse_args()
     shared = Path(os.environ.get("GENCSP_SHARED", ROOT.parent / "shared"))
     os.environ.setdefault("GENCSP_DATA_MIRROR", str(shared / "datasets"))
