@@ -49,6 +49,22 @@ def test_registry_is_plain_data_and_profiles_name_their_keys():
     assert len(gencsp) == len(set(gencsp)) and {f"cdvae.{k}" for k in CDVAE_KEYS} <= set(gencsp)
 
 
+def test_profiles_read_only_what_their_metrics_declare():
+    """CSP: facts of the predictions and of the predicted truths, never the reference set's
+    fingerprints; the cdvae generation profile: both fingerprints, no space groups."""
+    from types import SimpleNamespace
+
+    from orchestrator.metrics.registry import profile_metrics, union_of_needs
+
+    ctx = SimpleNamespace(inputs=SimpleNamespace(run=None))
+    needs = {(p, t): union_of_needs([m for _, m in profile_metrics(p, t)], ctx)
+             for p in ("cdvae", "diffcsp", "gencsp") for t in ("csp", "generate")}
+    assert needs["cdvae", "csp"] == needs["diffcsp", "csp"] == {"pred": set(), "truth": set()}
+    assert needs["gencsp", "csp"]["ref"] == set()  # formulas of the split (polymorphic targets)
+    assert needs["cdvae", "generate"] == {"pred": {"struct_fp", "comp_fp"}, "ref": {"struct_fp", "comp_fp"}}
+    assert "spacegroup" in needs["gencsp", "generate"]["pred"]
+
+
 def run(files, profile, predictions="predictions", **settings):
     inputs = from_files(files[predictions], "generate", str(files["reference"]), "perovskite",
                         train=str(files["reference"]) if settings.pop("train", False) else None)

@@ -150,6 +150,23 @@ def test_the_same_structure_written_differently_is_computed_once(home, texts):
     assert again[0]["struct_fp"] is not None
 
 
+def test_records_in_parts_complete_through_the_cache_to_the_full_record(home, texts):
+    """Facts first (what CSP reads), then the structure fingerprint of some, then everything: each
+    step computes only the missing parts, and the result equals the record computed at once."""
+    settings = RecordSettings()
+    cache = Cache(default_path(), version(settings))
+    facts = compute_records(texts, settings, workers=1, cache=cache, progress=False, parts=())
+    assert all(r["struct_fp"] is None and r["spacegroup"] is None for r in facts[:10])
+    assert facts[0]["parts"] == [] and facts[10]["reason"] == "empty"
+    timing = Timing()
+    some = compute_records(texts[:3], settings, workers=2, cache=cache, progress=False, timing=timing,
+                           parts=[("struct_fp",), (), ("struct_fp",)])
+    assert some[0]["parts"] == ["struct_fp"] and some[0]["comp_fp"] is None and some[1]["parts"] == []
+    assert timing.computed == 2 and timing.cached == 1
+    full = compute_records(texts, settings, workers=1, cache=cache, progress=False)
+    assert comparable(full) == comparable(compute_records(texts, settings, workers=1, progress=False))
+
+
 def crash_on_three(chunk):
     """A worker function that dies (like a segfault in a C library) on the item 3."""
     import os

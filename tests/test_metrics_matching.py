@@ -127,3 +127,102 @@ def test_diffcsp_one_sample_needs_a_valid_truth(tmp_path, monkeypatch):
     inputs = from_files(tmp_path / "pred.csv", "csp", str(tmp_path / "ref.csv"), "perovskite")
     result = evaluate(inputs, "gencsp", Settings(workers=1, progress=False, chgnet=False))
     assert result.metrics["cdvae.match_rate"] == 1.0 and result.metrics["diffcsp.match_rate"] == 0.0
+
+
+# --- a subset of the targets: the reference scripts score the pairs they are given ---------------
+
+
+@pytest.fixture(scope="module")
+def subset_files(tmp_path_factory):
+    """A reference of 8 targets; predictions, 2 samples each, for 4 of them: target 0 perturbed then
+    another composition, 1 overlapping atoms then perturbed, 2 another composition twice, 3
+    perturbed twice. By hand: @1 2 of 4 matched (0, 3), @2 3 of 4 (0, 1, 3)."""
+    path = tmp_path_factory.mktemp("subset")
+    frame = truths(8)
+    frame[["material_id", "cif"]].to_csv(path / "reference.csv", index=False)
+    frame.head(4)[["material_id", "cif"]].to_csv(path / "predicted_reference.csv", index=False)
+    ids, cifs = frame["material_id"].astype(str).tolist(), frame["cif"].tolist()
+    rows = [(ids[0], 0, perturbed(cifs[0])), (ids[0], 1, substituted(cifs[0])),
+            (ids[1], 0, overlapping(cifs[1])), (ids[1], 1, perturbed(cifs[1], seed=1)),
+            (ids[2], 0, substituted(cifs[2])), (ids[2], 1, substituted(cifs[2])),
+            (ids[3], 0, perturbed(cifs[3], seed=2)), (ids[3], 1, perturbed(cifs[3], seed=3))]
+    predictions = pd.DataFrame(rows, columns=["target_id", "sample_index", "cif"])
+    predictions.to_csv(path / "predictions.csv", index=False)
+    predictions[predictions["sample_index"] == 0].to_csv(path / "first.csv", index=False)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GENCSP_HOME", str(path / "home"))
+        yield path
+
+
+def subset(files, profile, predictions="predictions", reference="reference"):
+    inputs = from_files(files / f"{predictions}.csv", "csp", str(files / f"{reference}.csv"), "perovskite")
+    return evaluate(inputs, profile, Settings(workers=1, progress=False, chgnet=False, cache=False))
+
+
+def test_reference_profiles_score_the_predicted_targets(subset_files):
+    cdvae = subset(subset_files, "cdvae")
+    assert cdvae.metrics["match_rate"] == 2 / 4  # not 2 / 8: four targets were predicted
+    assert cdvae.provenance["counts"]["targets_predicted"] == 4
+    assert cdvae.provenance["counts"]["targets_in_reference"] == 8
+    assert subset(subset_files, "diffcsp").metrics["match_rate"] == 3 / 4  # best of 2 samples
+    # the same predictions against a reference holding only the predicted targets: the same numbers
+    for profile in ("cdvae", "diffcsp"):
+        assert subset(subset_files, profile).metrics == subset(subset_files, profile,
+                                                               reference="predicted_reference").metrics
+
+
+def test_gencsp_profile_reports_the_split_wide_rate_beside(subset_files):
+    m = subset(subset_files, "gencsp").metrics
+    assert m["targets_predicted"] == 4
+    assert m["match_rate@1"] == m["cdvae.match_rate"] == 2 / 4 and m["split_match_rate@1"] == 2 / 8
+    assert m["match_rate@2"] == m["diffcsp.match_rate"] == 3 / 4 and m["split_match_rate@2"] == 3 / 8
+    assert m["crmse@2"] == pytest.approx((3 * m["rms_dist@2"] + 0.5) / 4)  # over the predicted targets
+    full = subset(subset_files, "gencsp", reference="predicted_reference").metrics
+    assert full["split_match_rate@2"] == full["match_rate@2"] == 3 / 4
+
+
+def test_csp_reads_no_reference_crystal_that_was_not_predicted(subset_files):
+    """cdvae: the facts of the 7 distinct predictions and of the 4 predicted truths (parsed, for the
+    matcher), then the structure fingerprints of the 2 first samples that matched (their validity
+    decides); no Magpie, no space group, nothing of the 4 other targets."""
+    result = subset(subset_files, "cdvae")
+    counts = result.provenance["counts"]
+    assert counts["reference_fingerprinted"] == 0 and result.provenance["timing"]["records_computed"] == 7 + 4 + 2
+    table = result.table
+    assert table["spacegroup"].isna().all() and table["matched"].sum() == 2
+    # validity is known where it decides: matched samples, and samples whose facts fail
+    assert table["valid"].notna().sum() == 2 + 1 and not table.loc[2, "valid"]  # overlapping atoms
+    one = subset(subset_files, "diffcsp", predictions="first")  # one sample: the matched truths' validity too
+    assert one.metrics["match_rate"] == 2 / 4 and one.provenance["timing"]["records_computed"] == 4 + 4 + 2 + 2
+
+
+@pytest.mark.parametrize("reference", ["reference", "predicted_reference"])
+def test_profiles_equal_the_reference_code(subset_files, reference):
+    """CDVAE's RecEval, DiffCSP's RecEval and RecEvalBatch (their own code, benchmarks/upstream.py)
+    on the predicted pairs give the numbers of the cdvae and diffcsp profiles, on a subset of the
+    reference and on a reference of exactly the predicted targets."""
+    import sys
+
+    from conftest import ROOT, SHARED
+
+    if not (SHARED / "upstream").is_dir():
+        pytest.skip("no upstream mirror")
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import upstream
+
+    upstream.PROCESSES["n"] = 1
+    predictions = pd.read_csv(subset_files / "predictions.csv")
+    truth = dict(zip(truths(8)["material_id"].astype(str), truths(8)["cif"], strict=True))
+    targets = list(dict.fromkeys(predictions["target_id"].astype(str)))
+    gt = [upstream.arrays_of_cif(truth[t]) for t in targets]
+    batches = [[upstream.arrays_of_cif(c) for c in predictions[predictions["sample_index"] == k]["cif"]]
+               for k in (0, 1)]
+    expected = {"cdvae": upstream.recon(upstream.load("cdvae"), batches[0], gt)}
+    diffcsp = upstream.load("diffcsp")
+    expected["diffcsp"] = upstream.recon_at_k(diffcsp, batches, gt)
+    expected["diffcsp@1"] = upstream.recon(diffcsp, batches[0], gt)
+    got = {"cdvae": subset(subset_files, "cdvae", reference=reference).metrics,
+           "diffcsp": subset(subset_files, "diffcsp", reference=reference).metrics,
+           "diffcsp@1": subset(subset_files, "diffcsp", "first", reference).metrics}
+    for name, metrics in expected.items():
+        assert got[name] == {k: float(v) for k, v in metrics.items()}, name

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 import smact
 
-from orchestrator.metrics.context import validity_frame
+from orchestrator.metrics.context import record_frame, validity_frame
+from orchestrator.metrics.fingerprints import PARTS
 from orchestrator.metrics.validity import (
     composition_valid,
     neutral_possible,
@@ -109,13 +110,13 @@ def test_structure_rules():
 
 
 def record(**values):
-    base = {"reason": None, "non_finite": False, "det_ok": True, "volume": 40.0, "min_dist": 2.0,
-            "smact_valid": True, "smact_combinations": 10.0, "fp_reason": None}
+    base = {"skey": "k", "reason": None, "non_finite": False, "det_ok": True, "volume": 40.0, "min_dist": 2.0,
+            "smact_valid": True, "smact_combinations": 10.0, "fp_reason": None, "parts": PARTS}
     return {**base, **values}
 
 
 def test_profiles_differ_only_where_the_reference_scripts_differ():
-    frame = pd.DataFrame([
+    frame = record_frame([
         record(),
         record(non_finite=True, volume=np.nan, min_dist=np.nan, fp_reason="non_finite"),
         record(smact_combinations=5e7),
@@ -123,6 +124,8 @@ def test_profiles_differ_only_where_the_reference_scripts_differ():
         record(min_dist=0.3),
         record(fp_reason="fingerprint_error"),
         {"reason": "parse_error", "fp_reason": "parse_error"},
+        record(parts=()),  # facts valid, fingerprint never asked for: unknown
+        record(parts=(), min_dist=0.3),  # facts invalid: invalid whatever the fingerprint
     ])
     cdvae, diffcsp, gencsp = (validity_frame(frame, m) for m in ("cdvae", "diffcsp", "gencsp"))
     # a NaN lattice: "constructed" and structurally valid in CDVAE (quirk), not elsewhere; never valid
@@ -130,6 +133,7 @@ def test_profiles_differ_only_where_the_reference_scripts_differ():
     assert not diffcsp.loc[1, "constructed"] and not gencsp.loc[1, "struct_valid"]
     assert cdvae.loc[2, "comp_valid"] and not diffcsp.loc[2, "comp_valid"] and gencsp.loc[2, "comp_valid"]
     for table in (cdvae, diffcsp, gencsp):
-        assert table["valid"].tolist() == [True, False, table is not diffcsp, False, False, False, False]
+        assert table["valid"].tolist() == [True, False, table is not diffcsp, False, False, False, False, pd.NA,
+                                           False]
         assert not table.loc[3, "constructed"] and not table.loc[4, "struct_valid"]
         assert not table.loc[6, "comp_valid"] and not table.loc[6, "constructed"]

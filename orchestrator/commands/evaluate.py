@@ -52,7 +52,9 @@ def show(result, profile: str) -> None:
     title = f"{profile} profile, {prov['task']} ({prov['kind']})"
     out.print(table(title, ["metric", "value", ""], rows))
     counts, timing = prov["counts"], prov["timing"]
-    out.print(f"{counts['requested']} requested samples, {counts['valid']} valid; "
+    targets = (f"{counts['targets_predicted']} of the {counts['targets_in_reference']} reference targets "
+               "predicted (the reference numbers are over these); " if "targets_predicted" in counts else "")
+    out.print(f"{counts['requested']} requested samples, {counts['valid']} valid; {targets}"
               f"{counts['reference']} reference crystals; seed {prov['seed']}; "
               f"{timing['wall_seconds']:.1f} s wall, {timing['compute_seconds_summed_over_processes']:.1f} s "
               f"compute summed over processes ({timing['records_from_cache']} records from the cache)",

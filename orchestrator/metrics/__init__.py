@@ -10,6 +10,9 @@ Profiles
   Keys exactly: comp_valid, struct_valid, valid, comp_div, struct_div, wdist_density,
   wdist_num_elems, cov_recall, cov_precision, amsd_recall, amsd_precision, amcd_recall,
   amcd_precision (generate); match_rate, rms_dist (csp; the first sample of each target).
+  CSP rates are over the PREDICTED targets (those a prediction row names), as the scripts
+  score the pairs they are given; the provenance counts targets_predicted of
+  targets_in_reference.
 - `diffcsp`: DiffCSP's script: NaN structures not constructed, SMACT gives up above 1e7
   oxidation-state combinations, no diversity metrics; CSP needs prediction AND truth valid
   with one sample, the best valid sample with k.
@@ -17,7 +20,9 @@ Profiles
   with corrected and additional metrics under their own names: validity with NaN not
   constructed, coverage over VALID crystals (`*_valid`) and paired coverage, Fréchet
   distances (`fd_crystalnn`, `fd_chgnet` on CHGNet crystal features), uniqueness, novelty
-  (with --train), symmetry, match rates @1 and @k, strict matching, cRMSE, cost and failures.
+  (with --train), symmetry, match rates @1 and @k, strict matching, cRMSE, cost and failures;
+  for CSP also `targets_predicted` and `split_match_rate@1/@k` (every target of the reference
+  split, a target without a prediction counting as a miss).
 
 Fewer than 1000 valid crystals: the reference scripts stop with an error, and so do the
 `cdvae` and `diffcsp` profiles. The `gencsp` profile takes every valid crystal instead and
@@ -34,11 +39,18 @@ than 20,000 atom images, and fingerprints taking more than 300 s, are not finger
 (so invalid). CIF input cannot carry a negative lattice length; a left-handed or flat cell
 counts as not constructed.
 
+Only what the requested metrics read is computed: each metric declares the record parts it
+reads (registry.py `needs`: the facts, the CrystalNN and Magpie fingerprints, the space group;
+of the predictions, of every reference crystal, or of the predicted CSP targets' truths). CSP
+never fingerprints the reference set, and fingerprints a prediction only where its validity
+decides a rate (csp_metrics.py).
+
 Speed: per-structure facts and fingerprints are cached in `paths.home()/cache/metrics.sqlite`
 (keyed by the CIF text's hash and a canonical structure hash, plus the library versions);
 misses are computed on every core (`--workers`); CrystalNN shares one Voronoi tessellation
 per structure (crystalnn.py says why the numbers are the same); pairs of different reduced
-composition are never sent to the structure matcher. `benchmarks/metrics_speed.py`.
+composition are never sent to the structure matcher, which runs on every core like the
+fingerprints. `benchmarks/metrics_speed.py` compares with CDVAE's and DiffCSP's own code.
 
 Heavy libraries are imported inside the functions that need them.
 """

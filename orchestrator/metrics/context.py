@@ -32,14 +32,33 @@ class Settings:
 RECORD_COLUMNS = ("skey", "reason", "message", "formula", "composition", "symbols", "counts", "num_atoms",
                   "num_elems", "smact_valid", "smact_combinations", "smact_reason", "non_finite", "det_ok",
                   "volume", "min_dist", "density", "fp_reason", "fp_message", "spacegroup")
+NOT_READ = {"reason": None, "skey": None, "parts": ()}  # the record of a crystal no requested metric reads
 
 
 def record_frame(records: list[dict]):
     """Records -> a DataFrame of their scalars (arrays stay in the records); a column for every
-    field even when no record has it (every structure unreadable)."""
+    field even when no record has it (every structure unreadable). `fingerprinted`: both
+    fingerprints computed (False where they failed, None where no metric asked for them)."""
     import pandas as pd
 
-    return pd.DataFrame([{k: r.get(k) for k in RECORD_COLUMNS} for r in records], columns=list(RECORD_COLUMNS))
+    frame = pd.DataFrame([{k: r.get(k) for k in RECORD_COLUMNS} for r in records], columns=list(RECORD_COLUMNS))
+    frame["fingerprinted"] = pd.array([_fingerprinted(r) for r in records], dtype="boolean")
+    frame["struct_fingerprinted"] = pd.array([_struct_fingerprinted(r) for r in records], dtype="boolean")
+    return frame
+
+
+def _fingerprinted(record: dict) -> bool | None:
+    if record.get("fp_reason") is not None:
+        return False
+    return True if {"struct_fp", "comp_fp"} <= set(record.get("parts", ())) else None
+
+
+def _struct_fingerprinted(record: dict) -> bool | None:
+    """The structure fingerprint computed (CDVAE's validity reads only this one: its Magpie step
+    has no try and stops the script on failure)."""
+    if record.get("fp_reason") is not None:
+        return False
+    return True if "struct_fp" in record.get("parts", ()) else None
 
 
 def _column(frame, name: str, missing):
@@ -59,7 +78,7 @@ def validity_frame(frame, mode: str):
 
     from .validity import MIN_VOLUME, composition_valid, structure_valid
 
-    parsed = frame["reason"].isna()
+    parsed = frame["reason"].isna() & frame["skey"].notna()
     non_finite, det_ok = _column(frame, "non_finite", False), _column(frame, "det_ok", False)
     volume, min_dist = _column(frame, "volume", np.nan), _column(frame, "min_dist", np.nan)
     # NaN volume: `volume < 0.1` is False, so CDVAE counts the cell as constructed
@@ -70,29 +89,103 @@ def validity_frame(frame, mode: str):
     smact, combos = _column(frame, "smact_valid", False), _column(frame, "smact_combinations", 0.0)
     comp_valid = [parsed_ok and composition_valid(s, c, mode)
                   for parsed_ok, s, c in zip(parsed, smact, combos, strict=True)]
-    fingerprinted = frame["fp_reason"].isna()
     out = pd.DataFrame({"constructed": constructed.to_numpy(), "comp_valid": comp_valid,
                         "struct_valid": struct_valid}, index=frame.index)
-    out["valid"] = out["comp_valid"] & out["struct_valid"] & fingerprinted.to_numpy()
+    # unknown (NA) only where the facts pass and no requested metric needed the fingerprint
+    out["valid"] = pd.array(out["comp_valid"] & out["struct_valid"], dtype="boolean") \
+        & frame["struct_fingerprinted"].array
     return out
 
 
 class Context:
-    """Predictions and reference records plus lazily computed shared results."""
+    """Predictions and reference records plus lazily computed shared results.
 
-    def __init__(self, inputs, gen_records: list[dict], ref_records: list[dict], settings: Settings,
-                 cache, timing: Timing):
+    Records are computed by `require` (the union of the requested metrics' `needs`) before any
+    metric runs; a reference crystal that no metric reads keeps an empty record (NOT_READ).
+    """
+
+    def __init__(self, inputs, settings: Settings, cache, timing: Timing):
+        self.inputs, self.settings, self.cache, self.timing = inputs, settings, cache, timing
+        self.gen_records = [dict(NOT_READ) for _ in range(len(inputs.predictions))]
+        self.ref_records = [dict(NOT_READ) for _ in range(len(inputs.reference))]
+        self.notes: list[str] = []
+        self.n_requested = len(inputs.predictions)
+        self.profile = "gencsp"
+        self.ref_read: list[int] = []
+        self._memo: dict = {}
+        self._frames()
+
+    def _frames(self) -> None:
         import pandas as pd
 
-        self.inputs, self.settings, self.cache, self.timing = inputs, settings, cache, timing
-        self.gen_records, self.ref_records = gen_records, ref_records
-        self.gen = pd.concat([inputs.predictions.reset_index(drop=True), record_frame(gen_records)], axis=1)
-        self.ref = pd.concat([inputs.reference.reset_index(drop=True)[["target_id", "material_id", "cif"]],
-                              record_frame(ref_records)], axis=1)
-        self.notes: list[str] = []
-        self.n_requested = len(self.gen)
-        self.profile = "gencsp"
-        self._memo: dict = {}
+        self.gen = pd.concat([self.inputs.predictions.reset_index(drop=True), record_frame(self.gen_records)], axis=1)
+        self.ref = pd.concat([self.inputs.reference.reset_index(drop=True)[["target_id", "material_id", "cif"]],
+                              record_frame(self.ref_records)], axis=1)
+
+    @functools.cached_property
+    def truth_of(self):
+        """Per prediction row: the reference row of its target (NaN: a target the reference lacks)."""
+        ref = self.inputs.reference.reset_index(drop=True)
+        position = {**dict(zip(ref["material_id"], ref.index, strict=True)),
+                    **dict(zip(ref["target_id"], ref.index, strict=True))}
+        return self.inputs.predictions.reset_index(drop=True)["target_id"].map(position)
+
+    @functools.cached_property
+    def predicted_targets(self) -> list[int]:
+        """Reference rows with at least one prediction row (failed ones included), in reference order."""
+        return sorted({int(i) for i in self.truth_of.dropna()})
+
+    def require(self, needs: dict) -> None:
+        """Compute the records that `needs` (side -> parts, registry.union_of_needs) names."""
+        import pandas as pd
+
+        from .fingerprints import unusable
+        from .records import compute_records
+
+        predictions = self.inputs.predictions.reset_index(drop=True)
+        jobs: list[tuple] = []  # (side, row, text, parts): one pool for every record
+        if "pred" in needs:
+            for i, r in enumerate(predictions.itertuples()):
+                if pd.isna(r.input_reason) and isinstance(r.cif, str):
+                    jobs.append(("gen", i, r.cif, tuple(needs["pred"])))
+                else:
+                    self.gen_records[i] = unusable(r.input_reason if isinstance(r.input_reason, str) else "no_structure",
+                                                   r.input_message if isinstance(r.input_message, str) else
+                                                   "no structure")
+        ref_parts: dict[int, set] = {}
+        if "ref" in needs:
+            ref_parts = {i: set(needs["ref"]) for i in range(len(self.ref_records))}
+        if "truth" in needs:
+            for i in self.predicted_targets:
+                ref_parts.setdefault(i, set()).update(needs["truth"])
+        cifs = self.inputs.reference["cif"].tolist()
+        jobs += [("ref", i, cifs[i], tuple(parts)) for i, parts in ref_parts.items()]
+        self.ref_read = sorted(ref_parts)  # the reference rows some metric reads
+        label = " and ".join(dict.fromkeys({"gen": "predictions", "ref": "reference"}[job[0]] for job in jobs))
+        records = compute_records([job[2] for job in jobs], self.settings.records, self.settings.workers, self.cache,
+                                  self.settings.progress, label, self.timing, [job[3] for job in jobs])
+        for (side, row, _, _), record in zip(jobs, records, strict=True):
+            (self.gen_records if side == "gen" else self.ref_records)[row] = record
+        self._frames()
+
+    def complete(self, side: str, rows, parts) -> None:
+        """Add `parts` to the records of `rows` of a side: a need that depends on another result
+        (CSP fingerprints a prediction only once its validity decides a rate: before, no metric reads it)."""
+        from .fingerprints import has_parts
+        from .records import compute_records
+
+        records = self.gen_records if side == "gen" else self.ref_records
+        todo = [int(i) for i in rows if not has_parts(records[int(i)], parts)]
+        if not todo:
+            return
+        cifs = (self.gen if side == "gen" else self.ref)["cif"].to_numpy()
+        wanted = [tuple(set(parts) | set(records[i].get("parts", ()))) for i in todo]
+        new = compute_records([cifs[i] for i in todo], self.settings.records, self.settings.workers, self.cache,
+                              self.settings.progress, "matched structures", self.timing, wanted)
+        for i, record in zip(todo, new, strict=True):
+            records[i] = record
+        self._frames()
+        type(self).validity.cache_clear()
 
     def once(self, key: str, compute):
         """A shared intermediate result, computed on first use."""
@@ -133,7 +226,7 @@ class Context:
         """Reference crystals with both fingerprints (the reference scripts assume all have them)."""
         import numpy as np
 
-        ok = np.flatnonzero(self.ref["fp_reason"].isna().to_numpy())
+        ok = np.flatnonzero(self.ref["fingerprinted"].fillna(False).to_numpy(dtype=bool))
         if len(ok) < len(self.ref):
             self.notes.append(f"{len(self.ref) - len(ok)} reference crystal(s) without fingerprints left out "
                               "of coverage and Fréchet distances")
@@ -155,12 +248,12 @@ class Context:
         """CDVAE's coverage set: every generated crystal with both fingerprints, valid or not."""
         import numpy as np
 
-        return tuple(np.flatnonzero(self.gen["fp_reason"].isna().to_numpy()).tolist())
+        return tuple(np.flatnonzero(self.gen["fingerprinted"].fillna(False).to_numpy(dtype=bool)).tolist())
 
     def valid_rows(self, mode: str) -> tuple:
         import numpy as np
 
-        return tuple(np.flatnonzero(self.validity(mode)["valid"].to_numpy()).tolist())
+        return tuple(np.flatnonzero(self.validity(mode)["valid"].to_numpy(dtype=bool)).tolist())
 
     @functools.cache  # noqa: B019
     def subset(self, mode: str, allow_fewer: bool) -> tuple:

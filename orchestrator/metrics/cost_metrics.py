@@ -7,6 +7,7 @@ is about N times the wall time.
 
 from __future__ import annotations
 
+from .csp_metrics import PRED_VALID
 from .registry import SKIP, metric
 
 ANY = "any"
@@ -47,7 +48,7 @@ def union_seconds(spans) -> float:
 
 @metric("failed_fraction", "requested samples without a usable structure (model failure, rejected by "
         "validation, unsupported target, unreadable CIF) / requested samples", "lower", ANY,
-        {"gencsp": "failed_fraction"})
+        {"gencsp": "failed_fraction"}, {"pred": ()})
 def _failed(ctx):
     if not ctx.n_requested:
         return float("nan")
@@ -55,7 +56,7 @@ def _failed(ctx):
 
 
 @metric("model_seconds_per_sample", "seconds the model reported for its samples, summed, / requested samples",
-        "lower", ANY, {"gencsp": "model_seconds_per_sample"})
+        "lower", ANY, {"gencsp": "model_seconds_per_sample"}, {})
 def _model_seconds(ctx):
     seconds = ctx.gen["seconds"].astype(float)
     if ctx.inputs.run is None or seconds.isna().all():
@@ -71,9 +72,10 @@ def _per_shard_time(ctx, which: int):
 
 
 metric("wall_seconds_per_sample", "run wall time (time during which at least one shard ran, containers "
-       "included) / requested samples", "lower", ANY, {"gencsp": "wall_seconds_per_sample"})(lambda ctx: _per_shard_time(ctx, 0))
+       "included) / requested samples", "lower", ANY, {"gencsp": "wall_seconds_per_sample"}, {})(
+    lambda ctx: _per_shard_time(ctx, 0))
 metric("summed_seconds_per_sample", "shard times (start to validated manifest, containers included) summed "
-       "over shards / requested samples", "lower", ANY, {"gencsp": "summed_seconds_per_sample"})(lambda ctx: _per_shard_time(ctx, 1))
+       "over shards / requested samples", "lower", ANY, {"gencsp": "summed_seconds_per_sample"}, {})(lambda ctx: _per_shard_time(ctx, 1))
 
 
 # --- compute accounting (contract 1.1): what the model reported per sample ------------------------
@@ -98,7 +100,7 @@ def _per(ctx, name: str, per_target: bool):
     costs = _costs(ctx)
     if costs is None:
         return SKIP
-    count = len(ctx.ref) if per_target else ctx.n_requested
+    count = len(ctx.predicted_targets) if per_target else ctx.n_requested
     value = totals(costs, count)[f"{name}_per_target"]
     return SKIP if value is None else value
 
@@ -108,34 +110,34 @@ _COSTS = (("cpu_seconds", "CPU seconds (user + system, all threads and child pro
           ("energy_evaluations", "energy/force evaluations of a potential the model reported"))
 for _name, _what in _COSTS:
     metric(f"{_name}_per_sample", f"{_what}, summed / requested samples", "lower", ANY,
-           {"gencsp": f"{_name}_per_sample"})(lambda ctx, n=_name: _per(ctx, n, False))
+           {"gencsp": f"{_name}_per_sample"}, {})(lambda ctx, n=_name: _per(ctx, n, False))
 for _name, _what in (*_COSTS, ("relax_seconds", "wall seconds in local relaxations the model reported"),
                      ("sampling_seconds", "wall seconds generating candidates the model reported")):
-    metric(f"{_name}_per_target", f"{_what}, summed / all targets", "lower", "csp",
-           {"gencsp": f"{_name}_per_target"})(lambda ctx, n=_name: _per(ctx, n, True))
+    metric(f"{_name}_per_target", f"{_what}, summed / predicted targets", "lower", "csp",
+           {"gencsp": f"{_name}_per_target"}, {})(lambda ctx, n=_name: _per(ctx, n, True))
 
 
 def _matched(ctx):
-    from .csp_metrics import _pairs
+    from .csp_metrics import _known, _pairs
 
     table = _pairs(ctx)
-    return table.assign(matched=table["pred_valid_gencsp"] & table["rms_loose"].notna())[
+    return table.assign(matched=_known(table["pred_valid_gencsp"], table["rms_loose"]) & table["rms_loose"].notna())[
         ["target_id", "sample_index", "matched"]]
 
 
 @metric("match_rate_by_k", "[match@1, ..., match@k]: targets with a valid sample matching the truth (CDVAE "
-        "tolerances) among their first j samples / all targets, j = 1..k (the @k curve)", "higher", "csp",
-        {"gencsp": "match_rate_by_k"})
+        "tolerances) among their first j samples / predicted targets, j = 1..k (the @k curve)", "higher", "csp",
+        {"gencsp": "match_rate_by_k"}, PRED_VALID)
 def _by_k(ctx):
     from ..cost import match_at_k
     from .csp_metrics import k_samples
 
-    return match_at_k(_matched(ctx), len(ctx.ref), k_samples(ctx))
+    return match_at_k(_matched(ctx), len(ctx.predicted_targets), k_samples(ctx))
 
 
 @metric("compute_seconds_per_matched_target", "compute seconds (CPU, or GPU where held) summed over the run / "
         "targets matched (CDVAE tolerances, best of k)", "lower", "csp",
-        {"gencsp": "compute_seconds_per_matched_target"})
+        {"gencsp": "compute_seconds_per_matched_target"}, PRED_VALID)
 def _per_match(ctx):
     from ..cost import totals
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ..errors import GencspError
 from .context import Context, Settings
-from .registry import SKIP, profile_metrics
+from .registry import SKIP, profile_metrics, union_of_needs
 
 EXTRA_LIBRARIES = ("chgnet", "torch")
 
@@ -46,28 +46,6 @@ def _number(value):
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
-
-
-def _records(inputs, settings: Settings, cache, timing):
-    import pandas as pd
-
-    from .fingerprints import unusable
-    from .inputs import check_reference_records
-    from .records import compute_records
-
-    predictions = inputs.predictions
-    usable = [i for i, r in enumerate(predictions.itertuples())
-              if pd.isna(r.input_reason) and isinstance(r.cif, str)]
-    texts = [predictions.at[i, "cif"] for i in usable] + list(inputs.reference["cif"])
-    records = compute_records(texts, settings.records, settings.workers, cache, settings.progress,
-                              "predictions and reference", timing)
-    check_reference_records(records[len(usable):], inputs.source)
-    gen = [unusable(r.input_reason if isinstance(r.input_reason, str) else "no_structure",
-                    r.input_message if isinstance(r.input_message, str) else "no structure")
-           for r in predictions.itertuples()]
-    for i, record in zip(usable, records, strict=False):
-        gen[i] = record
-    return gen, records[len(usable):]
 
 
 def _compute(ctx: Context, profile: str) -> tuple[dict, dict]:
@@ -129,13 +107,26 @@ def structure_table(ctx: Context, mode: str):
         for column in ("rms_loose", "rms_strict", "match_message", "truth_spacegroup"):
             table[column] = pairs[column]
         # matched: valid (the profile's rules) and within the CDVAE tolerances of its truth
-        table["matched"] = (table["valid"] & table["rms_loose"].notna()).astype(bool)
+        table["matched"] = (table["valid"].fillna(False) & table["rms_loose"].notna()).astype(bool)
     return table
 
 
 def mode_of(profile: str) -> str:
     """The validity rules a profile reports in its per-structure table."""
     return profile if profile in ("cdvae", "diffcsp") else "gencsp"
+
+
+def counts(ctx: Context, validity) -> dict:
+    """What was evaluated: samples, reference crystals, and for CSP how many targets were predicted.
+    `valid` counts only the crystals whose validity a requested metric needed (the rest: unknown)."""
+    known = validity["valid"].dropna()
+    out = {"requested": ctx.n_requested, "constructed": int(validity["constructed"].sum()),
+           "valid": int(known.sum()), "validity_known": len(known),
+           "fingerprinted": int(ctx.gen["fingerprinted"].fillna(False).sum()), "reference": len(ctx.ref),
+           "reference_fingerprinted": int(ctx.ref["fingerprinted"].fillna(False).sum())}
+    if ctx.inputs.task == "csp":
+        out.update(targets_predicted=len(ctx.predicted_targets), targets_in_reference=len(ctx.ref))
+    return out
 
 
 def provenance(ctx: Context, profile: str, descriptions: dict, timing, started: float) -> dict:
@@ -152,9 +143,7 @@ def provenance(ctx: Context, profile: str, descriptions: dict, timing, started: 
         "symprec": ctx.settings.records.symprec, "settings": asdict(ctx.settings),
         "libraries": library_versions((*NUMERIC_LIBRARIES, *EXTRA_LIBRARIES)), "gencsp_version": __version__,
         "created": now(), "host": host_info(), "inputs": ctx.inputs.source,
-        "counts": {"requested": ctx.n_requested, "constructed": int(validity["constructed"].sum()),
-                   "valid": int(validity["valid"].sum()), "fingerprinted": len(ctx.fingerprinted_rows()),
-                   "reference": len(ctx.ref), "reference_fingerprinted": len(ctx.ref_rows)},
+        "counts": counts(ctx, validity),
         "timing": {"wall_seconds": round(time.perf_counter() - started, 3),
                    "compute_seconds_summed_over_processes": round(timing.compute_seconds, 3),
                    "records_computed": timing.computed, "records_from_cache": timing.cached},
@@ -164,6 +153,7 @@ def provenance(ctx: Context, profile: str, descriptions: dict, timing, started: 
 
 def evaluate(inputs, profile: str = "gencsp", settings: Settings = Settings()) -> Result:
     from .cache import Cache, default_path
+    from .inputs import check_reference_records
     from .records import Timing, version
 
     started = time.perf_counter()
@@ -172,9 +162,10 @@ def evaluate(inputs, profile: str = "gencsp", settings: Settings = Settings()) -
     timing = Timing()
     cache = Cache(default_path() if settings.cache else None, version(settings.records))
     try:
-        gen, ref = _records(inputs, settings, cache, timing)
-        ctx = Context(inputs, gen, ref, settings, cache, timing)
+        ctx = Context(inputs, settings, cache, timing)
         ctx.profile = profile
+        ctx.require(union_of_needs([m for _, m in profile_metrics(profile, inputs.task)], ctx))
+        check_reference_records([ctx.ref_records[i] for i in ctx.ref_read], inputs.source)
         metrics, descriptions = _compute(ctx, profile)
         table = structure_table(ctx, mode_of(profile))
         return Result(metrics, table, provenance(ctx, profile, descriptions, timing, started))

@@ -24,6 +24,10 @@ SCALER_FILE = "cdvae_magpie_scaler.json"
 # zero-volume cell gets there) is not fingerprinted: the neighbour search would run out of
 # memory or time inside C code, where no time limit can stop it. Such a cell is never valid.
 MAX_SPHERE_IMAGES = 20_000
+# What a record holds beyond the facts every record has (composition, SMACT, geometry), each
+# computed only when a requested metric reads it (registry `needs`): CrystalNN and Magpie
+# fingerprints, the space group.
+PARTS = ("struct_fp", "comp_fp", "spacegroup")
 
 
 @dataclass(frozen=True)
@@ -116,46 +120,74 @@ def _spacegroup(structure, symprec: float) -> int | None:
         return None
 
 
-def _fingerprints(structure, record: dict, settings: RecordSettings) -> None:
-    """Structure and composition fingerprints, or fp_reason (the crystal is then invalid)."""
+def _fingerprint_gate(record: dict) -> bool:
+    """False (with fp_reason) for a cell that no fingerprint is computed for."""
+    if record["fp_reason"] is not None:
+        return False
     if record["non_finite"] or not record["det_ok"]:
         record["fp_reason"] = "non_finite" if record["non_finite"] else "bad_lattice"
-        return
+        return False
     images = record["num_atoms"] / record["volume"] * 4 / 3 * math.pi * crystalnn.SEARCH_CUTOFF**3
     if images > MAX_SPHERE_IMAGES:
         record.update(fp_reason="too_dense", fp_message=f"about {images:.3g} atom images within "
                       f"{crystalnn.SEARCH_CUTOFF} A of a site (limit {MAX_SPHERE_IMAGES})")
+        return False
+    return True
+
+
+def _fingerprints(structure, record: dict, settings: RecordSettings, parts) -> None:
+    """The structure and/or composition fingerprint, or fp_reason: a failure of either leaves both
+    None and makes the crystal invalid (the reference scripts' rule)."""
+    if not _fingerprint_gate(record):
         return
     try:
-        record["comp_fp"] = magpie().featurize(structure.composition)
-        with time_limit(settings.fingerprint_seconds):
-            record["struct_fp"] = crystalnn.structure_fingerprint(structure, settings.shared_voronoi,
-                                                                       settings.fast_order_params,
-                                                                       settings.fast_voronoi)
+        if "comp_fp" in parts:
+            record["comp_fp"] = magpie().featurize(structure.composition)
+        if "struct_fp" in parts:
+            with time_limit(settings.fingerprint_seconds):
+                record["struct_fp"] = crystalnn.structure_fingerprint(structure, settings.shared_voronoi,
+                                                                      settings.fast_order_params,
+                                                                      settings.fast_voronoi)
     except StructureError:  # time_limit's; nothing on the fingerprint's path catches it
         record.update(comp_fp=None, struct_fp=None, fp_reason="fingerprint_timeout",
                       fp_message=f"CrystalNN took more than {settings.fingerprint_seconds:g} s")
     except Exception as exc:  # noqa: BLE001 - any featurizer failure makes the crystal invalid (CDVAE)
-        record.update(comp_fp=None, fp_reason="fingerprint_error", fp_message=f"{type(exc).__name__}: {exc}"[:300])
+        record.update(comp_fp=None, struct_fp=None, fp_reason="fingerprint_error",
+                      fp_message=f"{type(exc).__name__}: {exc}"[:300])
 
 
-def record_from_structure(structure, settings: RecordSettings = RecordSettings()) -> dict:
-    record = {"skey": structure_key(structure), "reason": None, "message": None,
+def add_parts(record: dict, structure, settings: RecordSettings = RecordSettings(), parts=PARTS) -> dict:
+    """Compute the `parts` a record lacks (in place; returns it). The facts are always there."""
+    missing = [p for p in PARTS if p in parts and p not in record["parts"]]
+    if "comp_fp" in missing or "struct_fp" in missing:
+        _fingerprints(structure, record, settings, missing)
+    if "spacegroup" in missing and not record["non_finite"] and record["min_dist"] >= MIN_DISTANCE \
+            and record["volume"] >= MIN_VOLUME:
+        record["spacegroup"] = _spacegroup(structure, settings.symprec)
+    record["parts"] = [p for p in PARTS if p in missing or p in record["parts"]]
+    return record
+
+
+def record_from_structure(structure, settings: RecordSettings = RecordSettings(), parts=PARTS) -> dict:
+    """The facts of a structure (composition, SMACT, geometry) and the requested `parts`."""
+    record = {"skey": structure_key(structure), "reason": None, "message": None, "parts": [],
               "struct_fp": None, "comp_fp": None, "fp_reason": None, "fp_message": None, "spacegroup": None}
     record.update(_composition_facts(structure))
     smact = smact_valid(tuple(record["symbols"]), tuple(record["counts"]))
     record.update(smact_valid=smact.valid, smact_combinations=smact.combinations, smact_reason=smact.reason)
     record.update(_geometry(structure))
-    _fingerprints(structure, record, settings)
-    if not record["non_finite"] and record["min_dist"] >= MIN_DISTANCE and record["volume"] >= MIN_VOLUME:
-        record["spacegroup"] = _spacegroup(structure, settings.symprec)
-    return record
+    return add_parts(record, structure, settings, parts)
+
+
+def has_parts(record: dict, parts) -> bool:
+    """Does the record answer for `parts`? (A text that gives no structure answers for everything.)"""
+    return record["reason"] is not None or set(parts) <= set(record.get("parts", ()))
 
 
 def unusable(reason: str, message: str) -> dict:
     """The record of a text that gives no structure (not constructed in every profile)."""
-    return {"skey": None, "reason": reason, "message": message, "struct_fp": None, "comp_fp": None,
-            "fp_reason": reason, "fp_message": None, "spacegroup": None}
+    return {"skey": None, "reason": reason, "message": message, "parts": list(PARTS), "struct_fp": None,
+            "comp_fp": None, "fp_reason": reason, "fp_message": None, "spacegroup": None}
 
 
 def parse_usable(text: str, settings: RecordSettings = RecordSettings()):
@@ -172,13 +204,13 @@ def parse_usable(text: str, settings: RecordSettings = RecordSettings()):
     return structure
 
 
-def record_from_cif(text: str, settings: RecordSettings = RecordSettings()) -> dict:
+def record_from_cif(text: str, settings: RecordSettings = RecordSettings(), parts=PARTS) -> dict:
     """Never raises: a CIF that gives no structure is a record with a reason."""
     try:
         structure = parse_usable(text, settings)
     except StructureError as exc:
         return unusable(exc.reason, str(exc))
     try:
-        return record_from_structure(structure, settings)
+        return record_from_structure(structure, settings, parts)
     except Exception as exc:  # noqa: BLE001 - one odd structure must not stop an evaluation
         return unusable("record_error", f"{type(exc).__name__}: {exc}"[:300])

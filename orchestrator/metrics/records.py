@@ -15,10 +15,18 @@ from dataclasses import asdict, dataclass
 from importlib import metadata
 
 from .cache import Cache
-from .fingerprints import RecordSettings, parse_usable, record_from_structure, unusable
+from .fingerprints import (
+    PARTS,
+    RecordSettings,
+    add_parts,
+    has_parts,
+    parse_usable,
+    record_from_structure,
+    unusable,
+)
 from .pool import default_workers
 
-RECORD_VERSION = "1"  # bump when gencsp's own code changes a recorded number
+RECORD_VERSION = "2"  # bump when gencsp's own code changes a recorded number (2: records in parts)
 TRANSIENT = ("timeout", "fingerprint_timeout", "worker_crashed")
 NUMERIC_LIBRARIES = ("pymatgen", "matminer", "smact", "scipy", "numpy", "spglib")
 
@@ -68,8 +76,8 @@ def _init_worker(cache_path, cache_version, settings) -> None:
     _WORKER.update(cache=Cache(cache_path, cache_version, readonly=True), settings=settings)
 
 
-def _chunk_records(items: list[tuple[str, str]]) -> tuple[list[tuple[str, str, dict]], float, int]:
-    """(text sha, text) pairs -> (text sha, structure key, record) triples, CPU seconds, cache hits."""
+def _chunk_records(items: list[tuple[str, str, tuple]]) -> tuple[list[tuple[str, str, dict]], float, int]:
+    """(text sha, text, parts) -> (text sha, structure key, record) triples, CPU seconds, cache hits."""
     import warnings
 
     with warnings.catch_warnings():
@@ -77,13 +85,14 @@ def _chunk_records(items: list[tuple[str, str]]) -> tuple[list[tuple[str, str, d
         return _records_of(items)
 
 
-def _records_of(items: list[tuple[str, str]]) -> tuple[list[tuple[str, str, dict]], float, int]:
+def _records_of(items: list[tuple[str, str, tuple]]) -> tuple[list[tuple[str, str, dict]], float, int]:
     from ..structures import StructureError
 
     start = time.process_time()
     settings, cache = _WORKER["settings"], _WORKER["cache"]
     out, parsed = [], []
-    for sha, text in items:
+    wanted = {sha: parts for sha, _, parts in items}
+    for sha, text, _ in items:
         try:
             parsed.append((sha, parse_usable(text, settings)))
         except StructureError as exc:
@@ -94,12 +103,13 @@ def _records_of(items: list[tuple[str, str]]) -> tuple[list[tuple[str, str, dict
 
     keys = {sha: structure_key(s) for sha, s in parsed}
     known = cache.records(sorted(set(keys.values())))
-    hits = sum(keys[sha] in known for sha, _ in parsed)
+    hits = sum(keys[sha] in known and has_parts(known[keys[sha]], wanted[sha]) for sha, _ in parsed)
     for sha, structure in parsed:
-        key = keys[sha]
-        if key not in known:
+        key, parts = keys[sha], wanted[sha]
+        if key not in known or not has_parts(known[key], parts):
             try:
-                known[key] = record_from_structure(structure, settings)
+                known[key] = add_parts(known[key], structure, settings, parts) if key in known \
+                    else record_from_structure(structure, settings, parts)
             except Exception as exc:  # noqa: BLE001
                 known[key] = unusable("record_error", f"{type(exc).__name__}: {exc}"[:300]) | {"skey": key}
         out.append((sha, key, known[key]))
@@ -111,17 +121,22 @@ def _records_of(items: list[tuple[str, str]]) -> tuple[list[tuple[str, str, dict
 
 def compute_records(texts: list, settings: RecordSettings = RecordSettings(), workers: int | None = None,
                     cache: Cache | None = None, progress: bool = True, label: str = "structures",
-                    timing: Timing | None = None) -> list[dict]:
-    """One record per text (in order); identical texts share one record."""
+                    timing: Timing | None = None, parts: tuple | list[tuple] = PARTS) -> list[dict]:
+    """One record per text (in order), holding at least `parts` (one tuple for every text, or a list
+    of one tuple per text); identical texts share one record."""
     cache = cache or Cache(None, version(settings))
     timing = timing if timing is not None else Timing()
     start = time.perf_counter()
     shas = [text_sha(t) for t in texts]
     unique = dict(zip(shas, texts, strict=True))
+    wanted: dict[str, set] = {}
+    for sha, text_parts in zip(shas, parts if isinstance(parts, list) else [parts] * len(shas), strict=True):
+        wanted.setdefault(sha, set()).update(text_parts)
     skeys = cache.structure_keys(list(unique))
     found = cache.records(sorted(set(skeys.values())))
-    by_sha = {sha: found[skeys[sha]] for sha in unique if skeys.get(sha) in found}
-    todo = [(sha, str(text)) for sha, text in unique.items() if sha not in by_sha]
+    by_sha = {sha: found[skeys[sha]] for sha in unique if skeys.get(sha) in found
+              and has_parts(found[skeys[sha]], wanted[sha])}
+    todo = [(sha, str(text), tuple(sorted(wanted[sha]))) for sha, text in unique.items() if sha not in by_sha]
     timing.cached += len(by_sha)
     if todo:
         _compute(todo, settings, workers or default_workers(), cache, progress, label, timing, by_sha)
@@ -132,8 +147,12 @@ def compute_records(texts: list, settings: RecordSettings = RecordSettings(), wo
 def _compute(todo, settings, workers, cache, progress, label, timing, by_sha) -> None:
     from .pool import chunked, progress_bar, run_chunks
 
+    parts = {p for _, _, item_parts in todo for p in item_parts}
+    if workers > 1:
+        preload(parts)
     with progress_bar(progress) as bar:
-        task = bar.add_task(f"fingerprinting {label}", total=len(todo))
+        task = bar.add_task(f"{'fingerprinting' if {'struct_fp', 'comp_fp'} & parts else 'reading'} {label}",
+                            total=len(todo))
 
         def on_result(result) -> None:
             triples, seconds, hits = result
@@ -152,6 +171,24 @@ def _compute(todo, settings, workers, cache, progress, label, timing, by_sha) ->
         run_chunks(_chunk_records, chunked(todo, workers), workers, on_result, on_crash,
                    initializer=_init_worker, initargs=(cache.path, cache.version, settings),
                    before_fork=cache.close)
+
+
+def preload(parts) -> None:
+    """Import (and build) what the workers will use before they fork, so that every pool of an
+    evaluation does not import matminer and pymatgen's local_env again in each worker."""
+    from ..structures import parse_cif  # noqa: F401 - pymatgen.core and its CIF parser
+    from .fingerprints import magpie
+    from .validity import _metals
+
+    _metals()
+    if "struct_fp" in parts:
+        from . import crystalnn
+
+        crystalnn.featurizer()
+    if "comp_fp" in parts:
+        magpie()
+    if "spacegroup" in parts:
+        import pymatgen.symmetry.analyzer  # noqa: F401
 
 
 def cacheable(record: dict) -> bool:

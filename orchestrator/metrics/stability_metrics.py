@@ -22,6 +22,12 @@ def _engine(run) -> str | None:
     return (preferred or found or [None])[0]
 
 
+def _needs(ctx) -> dict:
+    """The per-structure table (validity, uniqueness) of the predictions, when a relaxation exists."""
+    run = ctx.inputs.run
+    return {"pred": ("struct_fp", "comp_fp", "spacegroup")} if run is not None and _engine(run) else {}
+
+
 def _table(ctx):
     """The run's samples with hull columns, plus unique/novel/matched from this evaluation."""
     def make():
@@ -67,17 +73,17 @@ def _sun(name: str):
 
 
 metric("stable_rate", "requested samples with energy above hull <= 0.0 eV/atom after relaxation / requested samples",
-       "higher", "any", {"gencsp": "stable_rate@0.0eV"})(_stability("stable_rate"))
+       "higher", "any", {"gencsp": "stable_rate@0.0eV"}, _needs)(_stability("stable_rate"))
 metric("metastable_rate", "requested samples with energy above hull <= 0.1 eV/atom after relaxation / requested "
-       "samples", "higher", "any", {"gencsp": "metastable_rate@0.1eV"})(_stability("metastable_rate"))
+       "samples", "higher", "any", {"gencsp": "metastable_rate@0.1eV"}, _needs)(_stability("metastable_rate"))
 metric("sun_rate", "stable (<= 0.0 eV/atom), unique and novel samples / requested samples", "higher", "any",
-       {"gencsp": "sun_rate@0.0eV"})(_sun("sun_rate"))
+       {"gencsp": "sun_rate@0.0eV"}, _needs)(_sun("sun_rate"))
 metric("msun_rate", "metastable (<= 0.1 eV/atom), unique and novel samples / requested samples", "higher", "any",
-       {"gencsp": "msun_rate@0.1eV"})(_sun("msun_rate"))
+       {"gencsp": "msun_rate@0.1eV"}, _needs)(_sun("msun_rate"))
 
 
 @metric("relax_rmsd_mean", "mean RMS displacement between each sample and its relaxed structure "
-        "(StructureMatcher, where they match)", "lower", "any", {"gencsp": "relax_rmsd_mean"})
+        "(StructureMatcher, where they match)", "lower", "any", {"gencsp": "relax_rmsd_mean"}, _needs)
 def _rmsd(ctx):
     from dft.stability import relaxation_rmsd
 
@@ -86,7 +92,7 @@ def _rmsd(ctx):
 
 
 @metric("lowest_is_match_rate", "CSP targets whose lowest-energy relaxed sample is a match / targets with at "
-        "least one matched sample", "higher", "csp", {"gencsp": "lowest_energy_is_match_rate"})
+        "least one matched sample", "higher", "csp", {"gencsp": "lowest_energy_is_match_rate"}, _needs)
 def _ranking(ctx):
     from dft.stability import energy_ranking
 

@@ -67,7 +67,7 @@ class RunData:
         """Rows of valid samples (gencsp rules), or an empty frame without metrics."""
         if self.metrics is None:
             return self.samples.iloc[0:0]
-        return self.metrics[self.metrics["valid"].astype(bool)]
+        return self.metrics[self.metrics["valid"].fillna(False).astype(bool)]  # NA: not needed by the profile
 
 
 def _read_parquet(path: Path):

@@ -111,7 +111,7 @@ def validity(runs, prefix: str) -> Plot:
         if run.metrics is None:
             values = [accepted, math.nan, math.nan, math.nan]
         else:
-            values = [accepted, *(float(run.metrics[c].astype(bool).mean())
+            values = [accepted, *(float(run.metrics[c].fillna(False).astype(bool).mean())
                                   for c in ("comp_valid", "struct_valid", "valid"))]
         series.append(Series(run.label, values, colour(i)))
     figure = grouped_bars(categories, series, "", "% of requested samples", percent=True, annotate=True)

@@ -185,7 +185,7 @@ def gallery(run, renderer: Renderer, size: int, prefix: str) -> list[str]:
     out = [html.heading(3, f"Matched structures: {run.label}")]
     if run.metrics is None or run.truths is None or "rms_loose" not in run.metrics:
         return out + [html.paragraph("Not evaluated: no matches to show.", "muted")]
-    matched = run.metrics[run.metrics["valid"].astype(bool) & run.metrics["rms_loose"].notna()]
+    matched = run.metrics[run.metrics["valid"].fillna(False).astype(bool) & run.metrics["rms_loose"].notna()]
     best = matched.sort_values(["rms_loose", "target_id"]).groupby("target_id", sort=False).head(1).head(size)
     if best.empty:
         return out + [html.paragraph("No target was matched by any sample of this run.", "muted")]
