@@ -80,6 +80,33 @@ GENERATE_COLUMNS = (
     Column("unique_rate", "uniq. %", ("unique_rate",), "pct",
            "distinct structures / valid crystals (StructureMatcher defaults)"),
 )
+# Beside the classic columns, never instead: METRe, polymorph-aware and de-duplicated matching, the
+# stability ensemble (gencsp profile; docs: orchestrator/metrics/metre.py, dft/ensemble.py).
+CSP_FIELD_COLUMNS = (
+    Column("metre@k", "METRe@k %", ("metre@{k}",), "pct",
+           "METRe: targets matched by ANY valid sample of the run, whichever target it was made for / all targets "
+           "(CDVAE tolerances; Martirossyan et al. 2025)"),
+    Column("polymorph_match_rate@k", "polym.@k %", ("polymorph_match_rate@{k}",), "pct",
+           "targets not matched themselves whose samples match another reference structure of their composition "
+           "(a polymorph) / all targets: counted apart from match@k"),
+    Column("dedup.match_rate@k", "dedup match@k %", ("dedup.match_rate@{k}",), "pct",
+           "match@k over de-duplicated targets (the first of each group of StructureMatcher duplicates)"),
+)
+GENERATE_FIELD_COLUMNS = (
+    Column("metre", "METRe %", ("metre",), "pct",
+           "reference crystals matched by ANY valid generated crystal / all reference crystals (CDVAE tolerances)"),
+    Column("dedup.metre", "dedup METRe %", ("dedup.metre",), "pct",
+           "METRe over the de-duplicated reference crystals"),
+)
+STABILITY_COLUMNS = (
+    Column("ensemble.stable_rate@0.0eV", "stable@0 ens. %", ("ensemble.stable_rate@0.0eV",), "pct",
+           "requested samples whose energy above hull, averaged over the ML potentials (each on its own hull), is "
+           "<= 0.0 eV/atom (LeMat-GenBench's threshold)"),
+    Column("ensemble.metastable_rate@0.1eV", "metastable@0.1 ens. %", ("ensemble.metastable_rate@0.1eV",), "pct",
+           "same, <= 0.1 eV/atom (MatterGen's S.U.N. threshold)"),
+    Column("ensemble.e_above_hull_std_median", "E_hull spread eV/at", ("ensemble.e_above_hull_std_median",), "num",
+           "spread between potentials: median over samples of the std of their energies above hull"),
+)
 COST_COLUMNS = (
     Column("failed_fraction", "failed %", ("failed_fraction",), "pct",
            "requested samples without a usable structure (model failure, rejected, unsupported)"),
@@ -94,7 +121,9 @@ TABLE_IDENTITY = tuple(i for i in IDENTITY if i[0] != "task")  # a table per tas
 
 
 def metric_columns(task: str) -> tuple[Column, ...]:
-    return (CSP_COLUMNS if task == "csp" else GENERATE_COLUMNS) + COST_COLUMNS
+    if task == "csp":
+        return CSP_COLUMNS + CSP_FIELD_COLUMNS + STABILITY_COLUMNS + COST_COLUMNS
+    return GENERATE_COLUMNS + GENERATE_FIELD_COLUMNS + STABILITY_COLUMNS + COST_COLUMNS
 
 
 @dataclass
