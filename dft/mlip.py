@@ -18,7 +18,6 @@ from orchestrator.errors import GencspError
 
 from .records import FAILED, OK, RelaxRecord, relax_rmsd, short_error
 
-
 # Beyond any element's energy in MP-compatible units (about -14 to 0 eV/atom): a potential that
 # ends there has extrapolated (SevenNet took a one-atom fcc O cell to -5e17 eV), and such an
 # energy must neither enter a hull nor count as stable.

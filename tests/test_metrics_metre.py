@@ -6,6 +6,7 @@ import math
 import pandas as pd
 import pytest
 from pymatgen.core import Structure
+from test_metrics_matching import perturbed, substituted
 
 from conftest import MIRROR
 from orchestrator.metrics import matching
@@ -13,11 +14,10 @@ from orchestrator.metrics.context import Settings
 from orchestrator.metrics.evaluate import evaluate
 from orchestrator.metrics.inputs import from_files
 from orchestrator.metrics.metre import metre, rates, target_outcomes
-from orchestrator.metrics.reduced_matching import rms_of_pairs, rms_reduced
 from orchestrator.metrics.records import Timing
+from orchestrator.metrics.reduced_matching import rms_of_pairs, rms_reduced
 from orchestrator.metrics.uniqueness import _reduce
 from orchestrator.structures import cif_text
-from test_metrics_matching import perturbed, substituted
 
 
 @pytest.fixture(scope="module")

@@ -92,27 +92,12 @@ def rms_of_pairs(pairs: list[tuple], tolerance: str, workers: int, cache, progre
                  label: str = "matching structures") -> dict[str, tuple]:
     """pairs: (pred key, pred CIF, truth key, truth CIF, bucket) -> {pair_key: (rms | None, message)}.
     Results are cached under the same keys as `matching.compute_pairs`."""
-    from .pool import progress_bar, run_chunks
+    from .matching import run_pair_chunks
 
     wanted = {pair_key(p[0], p[2], tolerance): p for p in pairs}
     results = cache.pairs(sorted(wanted))
     todo = [p for key, p in wanted.items() if key not in results]
-    if not todo:
-        return results
-    with progress_bar(progress) as bar:
-        task = bar.add_task(label, total=len(todo))
-
-        def on_result(result) -> None:
-            triples, seconds = result
-            new = {key: (rms, message) for key, rms, message in triples}
-            cache.put_pairs(new)
-            results.update(new)
-            timing.compute_seconds += seconds
-            bar.update(task, advance=len(triples), refresh=True)
-
-        def on_crash(item) -> None:
-            on_result(([(pair_key(p, t, item[0]), None, "the process matching it died") for p, t in item[3]], 0.0))
-
-        run_chunks(_rms_chunk, _tasks(todo, tolerance), workers, on_result, on_crash,
-                   before_fork=cache.close)
+    if todo:
+        run_pair_chunks(_rms_chunk, _tasks(todo, tolerance), lambda item: [pair_key(p, t, item[0]) for p, t in item[3]],
+                        len(todo), results, workers, cache, progress, timing, label)
     return results
