@@ -117,3 +117,16 @@ def test_generation_metre_over_reference_crystals(structures, tmp_path, monkeypa
     assert m["metre_crmse"] == pytest.approx((3 * m["metre_rms_dist"] + 2 * 0.5) / 5)
     described = result.provenance["metrics"]["metre"]["description"]
     assert "arXiv:2509.12178" in described and "ANY valid generated crystal" in described
+
+
+def test_a_crowded_composition_gives_what_matching_every_pair_gives(tmp_path, monkeypatch):
+    """Carbon: one composition, so buckets split by primitive-cell size; METRe must equal brute force."""
+    monkeypatch.setenv("GENCSP_HOME", str(tmp_path / "home"))
+    frame = pd.read_csv(MIRROR / "carbon_24" / "val.csv", index_col=0).head(12)
+    reference = dict(zip(frame["material_id"].astype(str), frame["cif"], strict=True))
+    samples = [perturbed(frame["cif"].iloc[i], 0.02, seed=i) for i in (0, 3, 7)]
+    _write(tmp_path, reference, [(None, 0, cif) for cif in samples])
+    inputs = from_files(tmp_path / "predictions.csv", "generate", str(tmp_path / "reference.csv"), "carbon")
+    m = evaluate(inputs, "gencsp", Settings(workers=2, progress=False, chgnet=False, subset_size=3)).metrics
+    found = [r for r in reference.values() if any(matching.rms_of_pair(s, r, "loose")[0] is not None for s in samples)]
+    assert len(found) >= 3 and m["metre"] == pytest.approx(len(found) / 12)

@@ -1,7 +1,7 @@
 """METRe, polymorph-aware and de-duplicated scoring (gencsp profile). Definitions: metre.py, dedup.py.
 
 Every valid sample (gencsp rules) is matched against every reference structure of its
-reduced composition and primitive-cell size with CDVAE's tolerances (reduced_matching.py;
+reduced composition (and primitive-cell size, where a composition is crowded) with CDVAE's tolerances (reduced_matching.py;
 results shared with the CSP pair cache). The reference is de-duplicated with
 StructureMatcher's default tolerances (orchestrator/dedup.py, cached under $GENCSP_HOME):
 `dedup.*` metrics count one target (or reference crystal) per group of duplicates, its first
@@ -16,28 +16,48 @@ from .registry import metric
 
 STOL = TOLERANCES["loose"]["stol"]
 DEDUP_TOLERANCE = "strict"
+REFINE_ABOVE = 8  # reference structures of one composition beyond which buckets split by primitive size
 CSP, GEN = "csp", "generate"
+
+
+def _buckets(ctx, gen_rows: list[int], ref_rows: list[int]) -> tuple[dict, dict]:
+    """Bucket of each generated and reference row: its reduced composition (from the records), refined by
+    the primitive-cell size (cached facts, one reduction per structure) where a composition has more than
+    REFINE_ABOVE reference structures (carbon: thousands; a perovskite formula: one to three)."""
+    from .reduced_matching import buckets
+
+    gen, ref = ctx.gen, ctx.ref
+    gen_key = {g: gen.at[g, "composition"] for g in gen_rows}
+    ref_key = {r: ref.at[r, "composition"] for r in ref_rows}
+    sizes: dict = {}
+    for key in ref_key.values():
+        sizes[key] = sizes.get(key, 0) + 1
+    crowded = {key for key, n in sizes.items() if n > REFINE_ABOVE}
+    if crowded:
+        texts = {gen.at[g, "skey"]: gen.at[g, "cif"] for g in gen_rows if gen_key[g] in crowded}
+        texts.update({ref.at[r, "skey"]: ref.at[r, "cif"] for r in ref_rows if ref_key[r] in crowded})
+        facts = buckets(texts, ctx.workers, ctx.cache, ctx.settings.progress, ctx.timing)
+        gen_key.update({g: facts[gen.at[g, "skey"]] for g in gen_rows if gen_key[g] in crowded})
+        ref_key.update({r: facts[ref.at[r, "skey"]] for r in ref_rows if ref_key[r] in crowded})
+    return gen_key, ref_key
 
 
 def _cross_pairs(ctx):
     """(gen row, ref row, rms) for every valid sample x reference crystal that could match."""
     import pandas as pd
 
-    from .reduced_matching import buckets, rms_of_pairs
+    from .reduced_matching import rms_of_pairs
 
     gen, ref = ctx.gen, ctx.ref
     gen_rows = list(ctx.valid_rows("gencsp"))
     ref_rows = [i for i in range(len(ref)) if isinstance(ref.at[i, "skey"], str)]
-    texts = {gen.at[i, "skey"]: gen.at[i, "cif"] for i in gen_rows}
-    texts.update({ref.at[i, "skey"]: ref.at[i, "cif"] for i in ref_rows})
-    keys = buckets(texts, ctx.workers, ctx.cache, ctx.settings.progress, ctx.timing)
+    gen_key, ref_key = _buckets(ctx, gen_rows, ref_rows)
     refs_in: dict = {}
     for r in ref_rows:
-        if keys[ref.at[r, "skey"]] is not None:
-            refs_in.setdefault(keys[ref.at[r, "skey"]], []).append(r)
-    rows = [(g, r) for g in gen_rows for r in refs_in.get(keys[gen.at[g, "skey"]], ())]
-    tasks = [(gen.at[g, "skey"], gen.at[g, "cif"], ref.at[r, "skey"], ref.at[r, "cif"], keys[ref.at[r, "skey"]])
-             for g, r in rows]
+        if ref_key[r] is not None:
+            refs_in.setdefault(ref_key[r], []).append(r)
+    rows = [(g, r) for g in gen_rows if gen_key[g] is not None for r in refs_in.get(gen_key[g], ())]
+    tasks = [(gen.at[g, "skey"], gen.at[g, "cif"], ref.at[r, "skey"], ref.at[r, "cif"], ref_key[r]) for g, r in rows]
     results = rms_of_pairs(tasks, "loose", ctx.workers, ctx.cache, ctx.settings.progress, ctx.timing,
                            "matching samples to every reference structure")
     rms = [results[pair_key(gen.at[g, "skey"], ref.at[r, "skey"], "loose")][0] for g, r in rows]
