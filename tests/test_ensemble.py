@@ -140,3 +140,14 @@ def test_evaluate_and_report_show_the_new_metrics_beside_the_classic_ones(run, c
     assert "ensemble (per-sample mean)" in page and result["engines"][0]["identity"]["checkpoint_sha256"][:16] in page
     assert "METRe@k %" in page and "stable@0 ens. %" in page  # leaderboard columns beside the classic ones
     assert not math.isnan(metrics["metre@2"])
+
+
+def test_model_and_weights_per_engine():
+    from orchestrator.commands.relax import per_engine
+    from orchestrator.errors import GencspError
+
+    assert per_engine(["/w/x.pth"], ["chgnet"], "--weights") == {"chgnet": "/w/x.pth"}
+    assert per_engine(["sevennet=7net-l3i5", "chgnet=0.2.0"], ["chgnet", "sevennet"], "--model") == {
+        "sevennet": "7net-l3i5", "chgnet": "0.2.0"}
+    with pytest.raises(GencspError, match="--weights ENGINE=VALUE"):
+        per_engine(["/w/x.pth"], ["chgnet", "sevennet"], "--weights")
