@@ -13,11 +13,12 @@ RUNTIME ?= auto
 ARGS    ?=
 PYTEST_ARGS ?=
 
-.PHONY: help install bench test lint schemas image sif base clean
+.PHONY: help install bench test e2e lint schemas image sif base clean
 
 help:
 	@echo "make bench [MODEL=random_search DATASET=mini SPLIT=test TASK=csp LIMIT=N RUNTIME=auto]"
 	@echo "make test | install | lint | schemas | image MODEL=... | sif MODEL=... | base"
+	@echo "make e2e MODEL=cdvae [ARGS=...]   (GENCSP_UPSTREAM_MIRROR=DIR where GitHub is unreachable)"
 
 # The environment is (re)made when missing or when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -34,6 +35,11 @@ bench: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# One upstream model end to end on CPU at smoke scale: build its CPU image if missing, train,
+# bench every task of its e2e recipe (model.yaml), write the report, print rows and stage times.
+e2e: $(STAMP)
+	$(BIN)/gencsp e2e $(MODEL) --runtime $(RUNTIME) $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -30,6 +30,7 @@ COMMAND_MODULES = (
     "report",
     "relax",
     "dft",
+    "e2e",
 )
 
 

@@ -115,8 +115,9 @@ COST_COLUMNS = (
     Column("summed_seconds_per_sample", "summed s/sample", ("summed_seconds_per_sample",), "sec",
            "shard times summed over shards / requested samples (about N x wall on N parallel shards)"),
 )
-IDENTITY = (("model", "model"), ("dataset", "dataset"), ("task", "task"), ("profile", "profile"),
-            ("seed", "seed"), ("samples", "k / N"), ("oracle", "oracle"), ("subset", "headline subset"))
+IDENTITY = (("model", "model"), ("dataset", "dataset"), ("task", "task"), ("weights", "weights"),
+            ("profile", "profile"), ("seed", "seed"), ("samples", "k / N"), ("oracle", "oracle"),
+            ("subset", "headline subset"))
 TABLE_IDENTITY = tuple(i for i in IDENTITY if i[0] != "task")  # a table per task names it in its title
 
 
@@ -189,8 +190,22 @@ class Entry:
         subset = (self.summary or {}).get("subset_size")
         return text + (f"; distribution subset {subset}" if subset is not None else "")
 
+    @property
+    def weights(self) -> dict:
+        return self.info.get("weights") or {"kind": "none"}
+
+    def weights_note(self) -> str | None:
+        """The sentence that must go wherever this run's numbers appear (smoke-scale or untrained weights)."""
+        from .origin import sentence
+
+        data = self.info.get("dataset", {})
+        return sentence(self.weights, (data.get("name", self.config.get("dataset")),
+                                       data.get("split", self.config.get("split"))))
+
     def identity(self) -> dict:
-        return {"model": self.model, "dataset": self.dataset, "task": self.task,
+        from .origin import short
+
+        return {"model": self.model, "dataset": self.dataset, "task": self.task, "weights": short(self.weights),
                 "profile": self.provenance.get("profile", "not evaluated"), "seed": self.config.get("seed"),
                 "samples": self.samples_text(), "oracle": self.oracle, "subset": self.subset_text()}
 
@@ -278,14 +293,15 @@ def as_csv(entries: list[Entry]) -> str:
     import csv
     import io
 
-    names = [name for name, _ in IDENTITY] + ["run_id", "evaluated"]
+    names = [name for name, _ in IDENTITY] + ["weights_note", "run_id", "evaluated"]
     for task in tasks_of(entries):
         names += [c.name for c in metric_columns(task) if c.name not in names]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=names, lineterminator="\n")
     writer.writeheader()
     for entry in entries:
-        writer.writerow({**entry.identity(), "run_id": entry.path.name, "evaluated": entry.evaluated,
+        writer.writerow({**entry.identity(), "weights_note": entry.weights_note() or "",
+                         "run_id": entry.path.name, "evaluated": entry.evaluated,
                          **{k: ("" if v is None else v) for k, v in entry.values().items()}})
     return buffer.getvalue()
 
@@ -299,6 +315,8 @@ def as_markdown(entries: list[Entry]) -> str:
         parts.append("|" + "|".join("---" for _ in headers) + "|")
         parts += ["| " + " | ".join(str(v).replace("|", "\\|") for v in row) + " |" for row in table]
         parts.append("")
+        parts += [f"- **weights of {e.model} ({e.path.name})**: {e.weights_note()}" for e in entries
+                  if e.task == task and e.weights_note()]
         parts += [f"- **{name}**: {text}" for name, text in legend(task)]
         parts.append("")
     return "\n".join(parts)
@@ -318,6 +336,8 @@ def as_latex(entries: list[Entry]) -> str:
     for task in tasks_of(entries):
         headers, table = rows(entries, task)
         caption = "; ".join(f"{name}: {text}" for name, text in legend(task))
+        notes = " ".join(f"{e.model}: {e.weights_note()}" for e in entries if e.task == task and e.weights_note())
+        caption += f". {notes}" if notes else ""
         align = "l" * len(TABLE_IDENTITY) + "r" * (len(headers) - len(TABLE_IDENTITY))
         parts += [r"\begin{table}", r"\centering", r"\small", r"\begin{tabular}{" + align + "}",
                   r"\toprule", " & ".join(latex_escape(h) for h in headers) + r" \\", r"\midrule"]
@@ -358,6 +378,8 @@ def print_tables(entries: list[Entry]) -> None:
         out.print(rich_table(entries, task))
         for n, entry in enumerate(runs, 1):
             out.print(f"  [{n}] {entry.path.name}: headline subset {entry.subset_text()}", highlight=False)
+            if entry.weights_note():
+                out.print(f"      [yellow]{entry.weights_note()}[/]", highlight=False)
         for name, text in legend(task):
             out.print(f"  [bold]{name}[/]: {text}", highlight=False)
     missing = [e for e in entries if not e.evaluated]
@@ -380,5 +402,6 @@ def print_run_row(run_path) -> None:
     from .console import out
 
     entry = load_entry(run_path)
+    note = f"\n[yellow]{entry.weights_note()}[/]" if entry.weights_note() else ""
     out.print(rich_table([entry], entry.task, caption=f"[1] {entry.path.name}: headline subset "
-                                                       f"{entry.subset_text()}"))
+                                                       f"{entry.subset_text()}{note}"))

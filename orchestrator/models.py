@@ -55,3 +55,18 @@ def get(name: str, root: Path | None = None) -> ModelCard:
 
 def folder(name: str, root: Path | None = None) -> Path:
     return (root or paths.CONTAINERS_DIR) / name
+
+
+def for_run(info: dict) -> ModelCard:
+    """The card of a run's model, naming the image variant the run uses (run.json `variant`)."""
+    card = get(info["config"]["model"])
+    variant = info.get("variant")
+    return card.with_variant(variant) if variant in card.variants else card
+
+
+def variant_card(card: ModelCard, variant: str | None) -> ModelCard:
+    """The card naming one variant's image; an unknown variant is a ModelError listing the known ones."""
+    try:
+        return card.with_variant(variant)
+    except ValueError as exc:
+        raise ModelError(str(exc)) from exc

@@ -34,6 +34,12 @@ def mounted_splits(config: runs.RunConfig, card: ModelCard) -> dict[str, str]:
     return {split: f"{DATA_IN_CONTAINER}/{config.dataset}/{split}.csv"}
 
 
+def checkpoint_origin(card: ModelCard, checkpoint: Path | None, sha256: str | None) -> dict:
+    from .origin import checkpoint_origin as origin
+
+    return origin(card, checkpoint.resolve() if checkpoint else None, sha256)
+
+
 def checkpoint_provenance(config: runs.RunConfig) -> dict | None:
     if not config.checkpoint:
         return None
@@ -70,8 +76,11 @@ def build(path: Path, config: runs.RunConfig, card: ModelCard) -> runs.Run:
     data = mounted_splits(config, card)
     for split in data:
         datasets.fetch(config.dataset, split, progress=False)
+    checkpoint = checkpoint_provenance(config)
+    weights = checkpoint_origin(card, Path(config.checkpoint) if config.checkpoint else None,
+                                checkpoint["sha256"] if checkpoint else None)
     provenance = {"dataset": dataset, "oracle": [str(o) for o in oracle], "mounted_splits": sorted(data),
-                  "image": None, "checkpoint": checkpoint_provenance(config)}
+                  "image": None, "checkpoint": checkpoint, "weights": weights}
     return runs.create(path, config, card, supported, provenance, truth, unsupported, data=data)
 
 

@@ -3,12 +3,20 @@
 ```
 trains/<model>-<dataset>-<hash>/
   request.json   the TrainRequest (splits as container paths /data/<dataset>/<split>.csv)
+  data/          the train/val/test files when they are cut from one split (--split val --limit N)
   out/           /io/out, writable: the model writes its checkpoint (out/model/ by convention)
   work/          /work, writable scratch
   log.txt  state.json  train.json (provenance and, at the end, the checkpoint sha256)
 ```
 The splits are mounted read-only; the model runs `train /io/request.json /io/out` in any runtime.
 A finished training is never redone: the same command prints the recorded checkpoint.
+
+Where a dataset's train split is not at hand (this development machine has only val and test),
+`--split val` trains on another split: its rows (the first `--limit`) are cut into a training
+part and a held-out tail that upstream trainers use for validation (and as their test file); the
+split the benchmark evaluates on (test) is never touched. train.json records the cut, and a
+training that is cut, capped in epochs or time is recorded as smoke scale: every leaderboard row
+made with its weights says so.
 """
 
 from __future__ import annotations
@@ -42,9 +50,19 @@ class TrainConfig:
     device: str = "cuda"
     max_epochs: int | None = None
     options: dict = field(default_factory=dict)
+    split: str = "train"  # the split trained on (val where train is not at hand)
+    limit: int | None = None  # its first N rows
+    variant: str | None = None  # the image variant (cpu, cuda)
 
     def train_id(self) -> str:
-        return f"{self.model}-{self.dataset}-{sha256_json(asdict(self))[:10]}"
+        # Defaults are left out of the hash so that trainings named before these fields keep their folder.
+        values = {k: v for k, v in asdict(self).items()
+                  if not (k in ("split", "limit", "variant") and v == TrainConfig.__dataclass_fields__[k].default)}
+        return f"{self.model}-{self.dataset}-{sha256_json(values)[:10]}"
+
+    def scale(self, timeout: float | None = None) -> str:
+        """smoke: a cut split, an epoch cap or a time limit; full: the upstream recipe on the train split."""
+        return "smoke" if (self.split != "train" or self.limit or self.max_epochs or timeout) else "full"
 
 
 def trains_dir() -> Path:
@@ -65,6 +83,53 @@ def split_files(dataset: str) -> dict[str, Path]:
 
     spec = datasets.get(dataset)
     return {split: datasets.fetch(dataset, split, progress=False) for split in SPLITS if split in spec.splits}
+
+
+def holdout_size(rows: int) -> int:
+    """Rows kept out of training for the trainer's own validation: 10 %, at least 1, at most 500."""
+    return max(1, min(500, rows // 10))
+
+
+def cut_split(source: Path, folder: Path, limit: int | None) -> tuple[dict[str, Path], dict]:
+    """train/val/test files cut from one split: its first `limit` rows minus a held-out tail.
+
+    The tail is both the validation and the test file: upstream trainers want all three, and the
+    benchmark's own test split must stay unseen.
+    """
+    import pandas as pd
+
+    frame = pd.read_csv(source, index_col=0)
+    rows = frame if limit is None else frame.iloc[:limit]
+    held = holdout_size(len(rows))
+    if len(rows) - held < 1:
+        raise TrainError(f"{source}: {len(rows)} row(s) are too few to train on and hold out {held}")
+    folder.mkdir(parents=True, exist_ok=True)
+    parts = {"train": rows.iloc[:-held], "val": rows.iloc[-held:], "test": rows.iloc[-held:]}
+    files = {}
+    for name, part in parts.items():
+        files[name] = folder / f"{name}.csv"
+        write_text(files[name], part.to_csv())
+    return files, {"source": str(source), "source_sha256": sha256_file(source), "rows_used": len(rows),
+                   "train_rows": len(rows) - held, "heldout_rows": held,
+                   "heldout_is": "val and test files (the last rows used)"}
+
+
+def training_files(config: TrainConfig, folder: Path) -> tuple[dict[str, Path], dict]:
+    """The files a trainer gets, and how they were made (recorded in train.json)."""
+    from . import datasets
+
+    spec = datasets.get(config.dataset)
+    if config.split not in spec.splits:
+        raise TrainError(f"dataset {config.dataset} has no split {config.split!r} (splits: {', '.join(spec.splits)})")
+    if config.split == "train" and config.limit is None:
+        try:
+            return split_files(config.dataset), {"split": "train"}
+        except datasets.DatasetError as exc:
+            raise TrainError(f"{exc}\nwhere a dataset's train split cannot be had, train on another one at smoke "
+                             "scale: --split val (its last rows are held out; test stays unseen)") from exc
+    source = datasets.fetch(config.dataset, config.split, progress=False)
+    files, cut = cut_split(source, folder / "data" / config.dataset, config.limit)
+    return files, {"split": config.split, "limit": config.limit, **cut}
 
 
 def train_request(config: TrainConfig, card: ModelCard, splits: dict[str, Path]) -> TrainRequest:
@@ -105,14 +170,15 @@ def train(config: TrainConfig, card: ModelCard, runtime, root: Path | None = Non
         record = json.loads(record_path.read_text())
         if record.get("state") == State.done:
             return record
-    splits = split_files(config.dataset)
-    if "train" not in splits:
-        raise TrainError(f"dataset {config.dataset} has no train split")
     folder.mkdir(parents=True, exist_ok=True)
+    splits, data = training_files(config, folder)
+    if "train" not in splits:
+        raise TrainError(f"dataset {config.dataset} has no train split; train on another one: --split val")
     request = train_request(config, card, splits)
     write_text(folder / "request.json", request.model_dump_json(indent=2, exclude_none=True) + "\n")
     record = {"train_id": folder.name, "config": asdict(config), "model_card": card.model_dump(mode="json"),
               "dataset": {name: {"path": str(p), "sha256": sha256_file(p)} for name, p in splits.items()},
+              "data": data, "scale": config.scale(timeout), "timeout_seconds": timeout,
               "runtime": runtime.identity(card), "host": host_info(), "libraries": library_versions(),
               "started": now(), "state": str(State.running)}
     write_json(record_path, record)

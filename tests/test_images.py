@@ -100,3 +100,75 @@ def test_sif_with_apptainer_records_its_sha256(tiny_image, tmp_path, monkeypatch
     monkeypatch.setattr(images, "apptainer_binary", lambda: str(binary))
     entry = images.export_sif("tiny", tmp_path)
     assert entry["sif_built"] and entry["sif_sha256"] == hashlib.sha256(b"SIF").hexdigest()
+
+
+MIRRORED_CARD = """name: mirrored
+description: test image fetching an upstream archive
+family: baseline
+tasks: [csp]
+licence: MIT
+upstream: {{repo: "https://github.com/owner/repo", commit: "{commit}"}}
+variants:
+  cpu: {{description: plain, device: cpu, build_args: {{FLAVOUR: plain}}}}
+"""
+MIRRORED_DOCKERFILE = """ARG BASE_IMAGE=debian:bookworm-slim
+FROM ${{BASE_IMAGE}}
+RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends curl ca-certificates >/dev/null
+ARG WHEELS=
+RUN mkdir -p /opt/gencsp/wheels && echo compiled > /opt/gencsp/wheels/built-1.0-py3-none-any.whl \\
+    && curl -fsS "$WHEELS" > /opt/gencsp/served.html
+ARG FLAVOUR=none
+RUN echo "$FLAVOUR" > /opt/gencsp/flavour
+ARG UPSTREAM_COMMIT={commit}
+ARG GITHUB=https://github.com
+COPY common/fetch_upstream.sh /usr/local/bin/gencsp-fetch-upstream
+RUN gencsp-fetch-upstream mirrored owner/repo "${{UPSTREAM_COMMIT}}" /opt/upstream
+"""
+
+
+def test_a_variant_built_from_a_mirror_is_labelled_with_what_it_fetched(home, containers, docker_client, tmp_path,
+                                                                          monkeypatch):
+    from test_upstream import git_archive
+
+    commit = "e" * 40
+    mirror = tmp_path / "mirror"
+    sha = git_archive(mirror / "owner" / "repo" / "archive" / f"{commit}.tar.gz", "owner/repo", commit,
+                      {"README": "upstream tree\n"})
+    host_wheels = tmp_path / "host-wheels"
+    host_wheels.mkdir()
+    (host_wheels / "hostonly-2.0-py3-none-any.whl").write_bytes(b"wheel")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(host_wheels))
+    folder = model_folder(containers, "mirrored", MIRRORED_DOCKERFILE.format(commit=commit))
+    (folder / "model.yaml").write_text(MIRRORED_CARD.format(commit=commit))
+    try:
+        entry = images.build("mirrored", variant="cpu", upstream_mirror=mirror)
+        image = docker_client.images.get("gencsp/mirrored:cpu")
+        labels = image.labels
+        assert labels["gencsp.upstream.commit"] == commit and labels["gencsp.upstream.sha256"] == sha
+        assert labels["gencsp.upstream.source"] == f"mirror {mirror}" and labels["gencsp.variant"] == "cpu"
+        assert entry["id"] == image.id and images.records()["mirrored:cpu"]["labels"]["gencsp.upstream.sha256"] == sha
+        files = images.read_from_image(docker_client, "gencsp/mirrored:cpu", "/opt/gencsp")
+        assert files["flavour"] == b"plain\n" and files["upstream.tsv"] == f"owner/repo\t{commit}\t{sha}\n".encode()
+        assert b"hostonly-2.0-py3-none-any.whl" in files["served.html"]  # the host's local wheels are served
+        house = home / "wheelhouse" / "mirrored-cpu"
+        assert entry["wheels_compiled"] == ["built-1.0-py3-none-any.whl"]
+        assert (house / "built-1.0-py3-none-any.whl").read_bytes() == b"compiled\n"
+        again = images.build("mirrored", variant="cpu", upstream_mirror=mirror, nocache=True)
+        assert again["wheels_compiled"] == []  # already kept
+        served = images.read_from_image(docker_client, "gencsp/mirrored:cpu", "/opt/gencsp")["served.html"]
+        assert b"built-1.0-py3-none-any.whl" in served  # what the first build compiled is offered to the next
+    finally:
+        for tag in ("gencsp/mirrored:cpu",):
+            if images.image_exists(docker_client, tag):
+                docker_client.images.remove(tag, force=True)
+
+
+def test_a_mirror_without_the_pin_stops_before_building(home, containers, docker_client, tmp_path):
+    folder = model_folder(containers, "mirrored", MIRRORED_DOCKERFILE.format(commit="f" * 40))
+    (folder / "model.yaml").write_text(MIRRORED_CARD.format(commit="f" * 40))
+    (tmp_path / "mirror").mkdir()
+    from orchestrator.upstream import UpstreamError
+
+    with pytest.raises(UpstreamError, match="owner/repo@f{40}, which the mirror .* does not hold"):
+        images.build("mirrored", variant="cpu", upstream_mirror=tmp_path / "mirror")
+    assert not images.image_exists(docker_client, "gencsp/mirrored:cpu")

@@ -104,3 +104,34 @@ def test_staging_folders_are_not_runs(tmp_path):
     make_run(tmp_path, "m-a", summary=CSP_SUMMARY)
     make_run(tmp_path, ".m-b.creating")
     assert [p.name for p in leaderboard.find_runs(tmp_path)] == ["m-a"]
+
+
+SMOKE = {"kind": "trained here", "scale": "smoke", "model": "cdvae", "dataset": "perov_5", "split": "val",
+         "train_rows": 360, "heldout_rows": 40, "max_epochs": 3, "seconds": 600.0}
+
+
+@pytest.mark.parametrize("form", ["csv", "markdown", "latex"])
+def test_smoke_trained_and_untrained_weights_are_said_wherever_the_numbers_are(tmp_path, form):
+    smoke = make_run(tmp_path, "cdvae-s", summary=CSP_SUMMARY)
+    untrained = make_run(tmp_path, "gan-u", summary=CSP_SUMMARY)
+    plain = make_run(tmp_path, "random_search-p", summary=CSP_SUMMARY)
+    for path, weights in ((smoke, SMOKE), (untrained, {"kind": "untrained", "model": "gan"})):
+        info = json.loads((path / "run.json").read_text())
+        (path / "run.json").write_text(json.dumps({**info, "weights": weights}))
+    entries = leaderboard.load_entries([smoke, untrained, plain])
+    text = leaderboard.render(entries, form).replace("\\_", "_")  # LaTeX escapes underscores
+    assert "trained here, smoke scale" in text and "untrained: pipeline check" in text
+    assert "Weights trained here at smoke scale on perov_5 val split (360 structures, at most 3 epochs, 10 min)" \
+        in text
+    assert "evaluated on perov_5 test" in text and "these numbers say nothing about the published model" in text
+    headers, rows = leaderboard.rows(entries, "csp")
+    weights = {row[0]: dict(zip(headers, row, strict=True))["weights"] for row in rows}
+    assert weights == {"cdvae": "trained here, smoke scale", "gan": "untrained: pipeline check",
+                       "random_search": "-"}
+
+
+def test_weights_trained_on_the_evaluated_split_are_flagged(tmp_path):
+    path = make_run(tmp_path, "cdvae-leak", summary=CSP_SUMMARY)
+    info = json.loads((path / "run.json").read_text())
+    (path / "run.json").write_text(json.dumps({**info, "weights": {**SMOKE, "split": "test"}}))
+    assert "WARNING: trained on the split it is evaluated on" in leaderboard.load_entry(path).weights_note()

@@ -95,3 +95,42 @@ def test_cli_says_what_a_missing_train_split_is(home, tmp_path, capsys):
                  "--train-dir", str(tmp_path / "trains")])
     assert code == 1
     assert "perov_5" in capsys.readouterr().err
+
+
+def test_training_on_val_cuts_a_heldout_tail_and_is_recorded_as_smoke_scale(home, tmp_path, containers):
+    import pandas as pd
+
+    from orchestrator.origin import checkpoint_origin, sentence
+
+    card = models.get("toy", containers)
+    config = TrainConfig(model="toy", dataset="perov_5", device="cpu", split="val", limit=50, max_epochs=2)
+    record = train(config, card, LocalRuntime(containers=containers), tmp_path / "trains")
+    assert record["state"] == "done", (tmp_path / "trains" / record["train_id"] / "log.txt").read_text()
+    folder = tmp_path / "trains" / record["train_id"]
+    weights = json.loads((folder / "out" / "model" / "weights.json").read_text())
+    assert weights["rows"] == {"train": 45, "val": 5, "test": 5}
+    source = pd.read_csv(home / "datasets" / "perov_5" / "val.csv", index_col=0)
+    cut = {name: pd.read_csv(folder / "data" / "perov_5" / f"{name}.csv", index_col=0) for name in ("train", "val")}
+    assert list(cut["train"]["material_id"]) == list(source["material_id"][:45])
+    assert list(cut["val"]["material_id"]) == list(source["material_id"][45:50])  # held out, never trained on
+    assert list(cut["train"].columns) == list(source.columns)  # upstream readers see the same columns
+    assert record["scale"] == "smoke" and record["data"]["split"] == "val" and record["data"]["heldout_rows"] == 5
+    origin = checkpoint_origin(card, folder / "out" / "model")
+    assert origin["kind"] == "trained here" and origin["train_rows"] == 45
+    assert "smoke scale on perov_5 val split (45 structures, at most 2 epochs" in sentence(origin, ("perov_5", "test"))
+
+
+def test_a_train_split_that_cannot_be_had_points_to_val(home, tmp_path, containers, monkeypatch):
+    from orchestrator import datasets
+
+    def offline(name, split, progress=True):
+        raise datasets.DatasetError(f"cannot download {name}/{split}.csv: no network")
+
+    monkeypatch.setattr(datasets, "fetch", offline)
+    card = models.get("toy", containers)
+    with pytest.raises(TrainError, match="(?s)cannot download perov_5/train.csv.*--split val"):
+        train(TrainConfig(model="toy", dataset="perov_5", device="cpu"), card, LocalRuntime(containers=containers),
+              tmp_path / "trains")
+    with pytest.raises(TrainError, match="has no split 'dev'"):
+        train(TrainConfig(model="toy", dataset="perov_5", device="cpu", split="dev"), card,
+              LocalRuntime(containers=containers), tmp_path / "trains")

@@ -18,7 +18,7 @@ import sys
 import gencsp_helper as g
 
 UPSTREAM = os.environ.get("GENCSP_UPSTREAM", "/opt/wyckoffdiff")
-COMMIT = "0aeac177e178bb32106b71b2a660087e40c18d57"
+COMMIT = "dc5e84983117ebcb5e6e27b429662bd06cf3234f"
 MODEL = {"name": "wyckoff_diffusion", "upstream": {"repo": "https://github.com/httk/wyckoffdiff", "commit": COMMIT}}
 # Wyckoff position index (0 = 'a') -> letter; groups with 27 positions end with 'A' (Pmmm).
 LETTERS = "abcdefghijklmnopqrstuvwxyzA"

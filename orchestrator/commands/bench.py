@@ -36,6 +36,7 @@ def add_run_arguments(parser) -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--option", action="append", metavar="KEY=VALUE", help="model option (repeatable)")
     parser.add_argument("--checkpoint", help="host path of the weights (file or folder), mounted read-only")
+    parser.add_argument("--variant", help="image variant (cpu, cuda; default: the one built for --device)")
     parser.add_argument("--run-dir", type=Path, help="runs folder (default: ./runs or $GENCSP_RUNS)")
 
 
@@ -84,14 +85,16 @@ def cmd_bench(args) -> int:
     from ..runtimes import get_runtime
     from ..summary import print_summary
 
-    card = models.get(args.model)
+    base = models.get(args.model)
+    variant = args.variant or base.variant_for(args.device)
+    card = models.variant_card(base, variant)
     config = config_from(args)
     run, resumed = plan(config, card, args.run_dir or paths.runs_dir())
     out.print(f"{'resuming' if resumed else 'created'} run {run.path}", highlight=False)
     runtime = get_runtime(args.runtime)
     if runtime.name == "docker" and args.build_missing:
-        ensure_image(card)
-    run.update_info(runtime=runtime.identity(card), executor=args.executor)
+        ensure_image(card, variant)
+    run.update_info(runtime=runtime.identity(card), executor=args.executor, variant=variant)
     policy = ShardPolicy(retries=args.retries, timeout=args.timeout, gpu=args.device == "cuda",
                          checkpoint=Path(config.checkpoint) if config.checkpoint else None)
     options = ExecutorOptions(workers=args.workers, profile=args.profile, detach=args.detach,
@@ -131,13 +134,14 @@ def evaluate_stage(run, card, args) -> dict | None:
     return metrics
 
 
-def ensure_image(card) -> None:
+def ensure_image(card, variant: str | None = None) -> None:
     """Build a model's image when it is missing (a local build, never a pull of the model image)."""
     from .. import images
     from ..console import out
 
     if images.image_exists(images.client(), card.image_name):
         return
-    out.print(f"{card.image_name} is not built here: building it (gencsp build {card.name})", highlight=False)
-    with out.status(f"building {card.name}"):
-        images.build(card.name)
+    flag = f" --variant {variant}" if variant else ""
+    out.print(f"{card.image_name} is not built here: building it (gencsp build {card.name}{flag})", highlight=False)
+    with out.status(f"building {card.image_name}"):
+        images.build(card.name, variant=variant)

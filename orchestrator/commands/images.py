@@ -11,6 +11,11 @@ def register(sub) -> None:
     build.add_argument("--base", help="BASE_IMAGE build argument (default: the Dockerfile's, or gencsp/base)")
     build.add_argument("--build-arg", action="append", default=[], metavar="KEY=VALUE")
     build.add_argument("--no-cache", action="store_true")
+    build.add_argument("--variant", help="which build of the image (see `gencsp models list`; default: cuda where "
+                                         "an NVIDIA driver is present, else cpu)")
+    build.add_argument("--upstream", metavar="DIR", help="mirror of upstream archives, laid out as GitHub's "
+                                                          "OWNER/REPO/archive/COMMIT.tar.gz (default: "
+                                                          "$GENCSP_UPSTREAM_MIRROR, else GitHub)")
     build.set_defaults(func=cmd_build)
 
     base = sub.add_parser("build-base", help="make the Debian base image locally (debootstrap; needs root)")
@@ -32,8 +37,16 @@ def cmd_build(args) -> int:
     build_args = dict(pair.split("=", 1) for pair in args.build_arg)
     with out.status(f"building {args.model}") as status:
         entry = images.build(args.model, base=args.base, build_args=build_args, nocache=args.no_cache,
+                             variant=args.variant, upstream_mirror=args.upstream,
                              on_line=lambda line: status.update(f"building {args.model}: {line[:100]}"))
     out.print(f"built {entry['image']} {entry['id']} (base {entry['base']})", highlight=False)
+    labels = entry["labels"]
+    if labels.get("gencsp.upstream.commit"):
+        out.print(f"upstream {labels['gencsp.upstream.repo']} @ {labels['gencsp.upstream.commit']} "
+                  f"(archive sha256 {labels.get('gencsp.upstream.sha256')}, from {labels.get('gencsp.upstream.source')})",
+                  highlight=False)
+    if entry.get("wheels_compiled"):
+        out.print(f"compiled wheels kept for the next build: {', '.join(entry['wheels_compiled'])}", highlight=False)
     return 0
 
 
@@ -41,9 +54,9 @@ def cmd_build_base(args) -> int:
     from .. import images
     from ..console import out
 
-    with out.status("debootstrap + docker import"):
+    with out.status(f"debootstrap {args.suite} + docker import"):
         image_id = images.build_base(args.suite, args.mirror)
-    out.print(f"base image {images.LOCAL_BASE} = {images.DEFAULT_BASE}: {image_id}", highlight=False)
+    out.print(f"base image {images.local_base(args.suite)} = debian:{args.suite}-slim: {image_id}", highlight=False)
     return 0
 
 

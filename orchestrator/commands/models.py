@@ -14,6 +14,7 @@ def cmd_list(args) -> int:
     from ..console import out, table
 
     rows = []
+    built = built_images()
     for name, card in models.cards().items():
         limits = card.limits
         notes = []
@@ -31,11 +32,35 @@ def cmd_list(args) -> int:
             name, card.family, ", ".join(card.tasks), card.output,
             ", ".join(card.requires) or "-", card.resources.gpu,
             "public" if card.checkpoint and card.checkpoint.public else ("train" if card.trainable else "-"),
-            "; ".join(notes) or "-", card.licence,
+            "; ".join(notes) or "-", variants_text(card, built), card.licence,
         ])
     models_table = table("models", ["name", "family", "tasks", "output", "oracle needed", "GPU", "weights",
-                                     "limits", "licence"], rows)
+                                     "limits", "images (* built here)", "licence"], rows)
     for column in models_table.columns:
         column.overflow = "fold"  # long licences and limits wrap instead of being cut
     out.print(models_table)
     return 0
+
+
+def built_images() -> set[str] | None:
+    """Image references present in the local Docker engine; None when no daemon answers."""
+    from .. import images
+
+    try:
+        client = images.client(timeout=5)
+    except images.ImageError:
+        return None
+    return {tag for image in client.images.list() for tag in image.tags}
+
+
+def variants_text(card, built: set[str] | None) -> str:
+    """`cpu*, cuda`: the card's image variants, starred where built here (`?`: no Docker to ask)."""
+    names = list(card.variants) or [None]
+    parts = []
+    for variant in names:
+        reference = card.with_variant(variant).image_name
+        if ":" not in reference.rsplit("/", 1)[-1]:
+            reference += ":latest"
+        mark = "?" if built is None else ("*" if reference in built else "")
+        parts.append(f"{variant or 'image'}{mark}")
+    return ", ".join(parts)

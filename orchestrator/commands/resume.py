@@ -60,7 +60,7 @@ def cmd_resume(args) -> int:
     from ..summary import print_summary
 
     run = Run(args.run)
-    card = models.get(run.config.model)
+    card = models.for_run(run.info)
     unfinished = [s.index for s in run.shards() if s.status != State.done]
     out.print(f"run {run.path}: {len(unfinished)} shard(s) not done", highlight=False)
     if args.profile or run.info.get("executor") == "slurm":

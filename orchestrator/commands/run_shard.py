@@ -31,7 +31,7 @@ def cmd_run_shard(args) -> int:
     if shard.status == State.done and not args.force:
         out.print(f"shard {args.index} is done; nothing to do")
         return 0
-    card = models.get(run.config.model)
+    card = models.for_run(run.info)
     checkpoint = Path(run.config.checkpoint) if run.config.checkpoint else None
     policy = ShardPolicy(timeout=args.timeout, gpu=args.gpu, checkpoint=checkpoint)
     state = process_shard(shard, get_runtime(args.runtime), card, policy)

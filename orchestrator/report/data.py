@@ -123,6 +123,12 @@ def label_runs(runs: list[RunData]) -> None:
                     for twin in twins:
                         twin.label += f", {extra(twin.entry)}"
                     break
+    for run in runs:  # every figure legend says when the weights are not the authors'
+        kind = run.entry.weights.get("kind")
+        if kind == "untrained":
+            run.label += " (untrained: pipeline check)"
+        elif kind == "trained here" and run.entry.weights.get("scale") == "smoke":
+            run.label += " (smoke-trained here)"
 
 
 def groups(runs: list[RunData]) -> dict[tuple[str, str], list[RunData]]:

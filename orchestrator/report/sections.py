@@ -68,6 +68,19 @@ def _image(info: dict) -> str:
     return _short(_field(info.get("image"), "digest"), 40) or "none (local runtime)"
 
 
+def _archive(info: dict) -> str:
+    """The sha256 of the upstream archive the image was built from (an image label)."""
+    runtime = info.get("runtime") if isinstance(info.get("runtime"), dict) else {}
+    sha = (runtime.get("labels") or {}).get("gencsp.upstream.sha256")
+    return f" (archive sha256 {_short(sha, 16)})" if sha else ""
+
+
+def leaderboard_short(entry) -> str:
+    from ..origin import short
+
+    return short(entry.weights)
+
+
 def _run_fields(entry) -> list[tuple[str, object]]:
     info, config, prov = entry.info, entry.config, entry.provenance
     card = info.get("model_card") or {}
@@ -76,8 +89,9 @@ def _run_fields(entry) -> list[tuple[str, object]]:
     return [
         ("run id", entry.path.name),
         ("model (family)", f"{entry.model} ({card.get('family', '?')})"),
-        ("upstream code", f"{upstream['repo']} @ {upstream.get('commit', '?')}" if upstream.get("repo")
-         else "none (written in this repository)"),
+        ("upstream code", f"{upstream['repo']} @ {upstream.get('commit', '?')}{_archive(info)}"
+         if upstream.get("repo") else "none (written in this repository)"),
+        ("weights", entry.weights_note() or leaderboard_short(entry)),
         ("checkpoint sha256", _short(_field(info.get("checkpoint"), "sha256")) or "-"),
         ("image", _image(info)),
         ("runtime / executor", f"{_field(info.get('runtime'), 'runtime') or '?'} / {info.get('executor', '?')}"),
@@ -124,7 +138,9 @@ def leaderboards(runs) -> list[str]:
         for n, row in enumerate(rows, 1):
             row[0] = f"{row[0]} [{n}]"
         legend = leaderboard.legend(task)
-        subsets = [(f"[{n}]", f"{e.path.name}: headline subset {e.subset_text()}") for n, e in enumerate(members, 1)]
+        subsets = [(f"[{n}]", f"{e.path.name}: headline subset {e.subset_text()}"
+                     + (f". {e.weights_note()}" if e.weights_note() else ""))
+                   for n, e in enumerate(members, 1)]
         out += [html.heading(3, leaderboard.title(task)), html.table(headers, rows, dict(legend), css="board"),
                 html.definitions(subsets + legend)]
     return out
@@ -146,6 +162,7 @@ def group_section(key, runs, renderer: Renderer, gallery_size: int) -> list[str]
     symprec = (records or {}).get("symprec", 0.1)
     out.append(html.paragraph(f"Reference: {reference_text}. Runs: "
                               + "; ".join(f"{r.label} ({r.entry.samples_text()})" for r in runs) + "."))
+    out += [html.note(f"{r.label}: {r.entry.weights_note()}") for r in runs if r.entry.weights_note()]
     for plot in (figures.validity(runs, prefix), figures.rates(runs, prefix),
                  figures.density(runs, reference, reference_text, prefix),
                  figures.number_of_elements(runs, reference, reference_text, prefix),
