@@ -18,6 +18,11 @@ from orchestrator.errors import GencspError
 
 from .records import FAILED, OK, RelaxRecord, relax_rmsd, short_error
 
+# Beyond any element's energy in MP-compatible units (about -14 to 0 eV/atom): a potential that
+# ends there has extrapolated (SevenNet took a one-atom fcc O cell to -5e17 eV), and such an
+# energy must neither enter a hull nor count as stable.
+MAX_ABS_EV_PER_ATOM = 50.0
+
 
 class SystemicFailure(GencspError):
     """Too many structures failed in the same way: the setup, not the structures, is at fault."""
@@ -139,6 +144,11 @@ def _fill(record: RelaxRecord, initial, atoms, outcome) -> None:
         record.e_initial = outcome.energies[0] / n
     if outcome.error:
         record.error, record.steps = outcome.error, outcome.steps
+        return
+    if not abs(outcome.energies[-1] / n) <= MAX_ABS_EV_PER_ATOM:
+        record.error = (f"non-physical energy {outcome.energies[-1] / n:.4g} eV/atom after {outcome.steps} steps "
+                        "(the potential extrapolated)")
+        record.steps = outcome.steps
         return
     relaxed = AseAtomsAdaptor.get_structure(atoms.copy())  # the copy drops the single-point results
     record.status, record.steps, record.converged = OK, outcome.steps, outcome.converged

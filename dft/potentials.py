@@ -14,6 +14,7 @@ MaterialsProject2020Compatibility before any comparison with MP references.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -57,20 +58,79 @@ class Potential:
 
 
 def identity(name: str, options: LoadOptions) -> dict:
-    """What identifies a potential in the records: package version, model variant, weights hash."""
-    from orchestrator.hashing import sha256_file
-
+    """What identifies a potential in the records: package version, model variant, and the exact
+    checkpoint file the loader reads (path and sha256), whether it ships in the wheel or is given."""
     found = spec(name)
     try:
         version = metadata.version(found.distribution)
     except metadata.PackageNotFoundError:
         version = "not installed"
     ident = {"name": found.name, "package": found.distribution, "version": version,
-             "model": options.model or found.default_model, "corrections": found.corrections}
-    if options.weights and Path(options.weights).is_file():
-        ident["weights"] = str(options.weights)
-        ident["weights_sha256"] = sha256_file(options.weights)
+             "model": options.model or found.default_model, "corrections": found.corrections,
+             "checkpoint": None, "checkpoint_sha256": None}
+    try:
+        path = checkpoint_file(name, options)
+    except PotentialError as exc:
+        ident["checkpoint_error"] = str(exc)
+        return ident
+    if path is not None:
+        ident.update(checkpoint=str(path), checkpoint_sha256=_sha256(str(path), *_stamp(path)))
     return ident
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    stat = Path(path).stat()
+    return stat.st_size, stat.st_mtime_ns
+
+
+@functools.lru_cache(maxsize=32)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    """A checkpoint's sha256, hashed once per (path, size, mtime) in this process."""
+    from orchestrator.hashing import sha256_file
+
+    return sha256_file(path)
+
+
+def checkpoint_file(name: str, options: LoadOptions) -> Path | None:
+    """The checkpoint file the loader of `name` reads with these options (None: package not installed)."""
+    import importlib.util
+
+    found = spec(name)
+    if options.weights:
+        if not Path(options.weights).is_file():
+            raise PotentialError(f"{options.weights}: weights file not found for potential {name!r}")
+        return Path(options.weights)
+    if found.weights == "path" or importlib.util.find_spec(found.module) is None:
+        return None
+    return WHEEL_CHECKPOINTS[name](options.model or found.default_model)
+
+
+def _chgnet_checkpoint(model: str) -> Path:
+    """CHGNet.load's file: the one checkpoint in chgnet/pretrained/<model>/ of the installed package."""
+    import chgnet
+
+    files = sorted((Path(chgnet.__file__).parent / "pretrained" / model).glob("*.pth.tar"))
+    if len(files) != 1:
+        raise PotentialError(f"chgnet model {model!r}: expected one checkpoint in the package, found {len(files)}")
+    return files[0]
+
+
+def _sevennet_checkpoint(model: str) -> Path:
+    """SevenNet's file for a pretrained name, never downloaded: compute nodes are offline, and a file
+    fetched at run time would be a checkpoint nobody chose."""
+    from unittest import mock
+
+    from sevenn import util
+
+    def refuse(path, url):
+        raise PotentialError(f"sevennet model {model!r} is not in the installed wheel ({path}); download "
+                             f"{url} on a machine with network and pass --weights FILE")
+
+    try:
+        with mock.patch.object(util, "download_checkpoint", refuse):
+            return Path(util.pretrained_name_to_path(model))
+    except (ValueError, FileNotFoundError) as exc:
+        raise PotentialError(f"sevennet model {model!r}: {exc}") from exc
 
 
 def _stress_voigt(stress_3x3):
@@ -84,7 +144,10 @@ def _chgnet(options: LoadOptions) -> Callable:
     from chgnet.model import CHGNet
     from pymatgen.io.ase import AseAtomsAdaptor
 
-    model = CHGNet.load(model_name=options.model or "0.3.0", use_device=options.device, verbose=False)
+    if options.weights:
+        model = CHGNet.from_file(options.weights).to(options.device)
+    else:
+        model = CHGNet.load(model_name=options.model or "0.3.0", use_device=options.device, verbose=False)
     # Generated cells may hold an atom out of every neighbour's reach; CHGNet still gives
     # its energy (no force on it), and the relaxation records what happens.
     model.graph_converter.set_isolated_atom_response("ignore")
@@ -145,7 +208,7 @@ def _ase(make_calculator: Callable[[LoadOptions], object]) -> Callable[[LoadOpti
 def _sevennet(options: LoadOptions):
     from sevenn.calculator import SevenNetCalculator
 
-    return SevenNetCalculator(model=options.weights or options.model or "7net-0", device=options.device)
+    return SevenNetCalculator(model=str(checkpoint_file("sevennet", options)), device=options.device)
 
 
 def _mace(options: LoadOptions):
@@ -168,6 +231,7 @@ def _mattersim(options: LoadOptions):
     return MatterSimCalculator(load_path=options.weights, device=options.device)
 
 
+WHEEL_CHECKPOINTS = {"chgnet": _chgnet_checkpoint, "sevennet": _sevennet_checkpoint}
 POTENTIALS = {spec.name: spec for spec in (
     PotentialSpec("chgnet", "chgnet", "chgnet", "0.3.0", "wheel", "included", _chgnet),
     PotentialSpec("sevennet", "sevenn", "sevenn", "7net-0", "wheel", "mp2020", _ase(_sevennet)),

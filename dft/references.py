@@ -190,7 +190,9 @@ def from_engine(relaxer, structures: dict[str, object], elements: set[str], labe
     for element in sorted(elements):
         for kind, structure in prototypes_for(element, prototypes or PROTOTYPES).items():
             todo[f"element:{element}:{kind}"] = structure
-    engine_key = f"{relaxer.engine}-{sha256_json(relaxer.settings())[:10]}"
+    # the checkpoint's hash is in the key: energies of another checkpoint are never reused
+    identity = {k: v for k, v in relaxer.identity().items() if k != "checkpoint"}
+    engine_key = f"{relaxer.engine}-{sha256_json([relaxer.settings(), identity])[:10]}"
     cache = engine_cache_dir(engine_key)
     found: dict[str, dict] = {}
     missing = []
@@ -214,7 +216,7 @@ def from_engine(relaxer, structures: dict[str, object], elements: set[str], labe
             continue
         entries.append(entry_from_record(row, key))
     return Reference(f"engine:{relaxer.engine}", f"{relaxer.engine} on {label} + elemental prototypes", entries,
-                     {"source": "engine", "engine": relaxer.engine, "settings": relaxer.settings(),
+                     {"source": "engine", "engine": relaxer.engine, "settings": relaxer.settings(), "potential": identity,
                       "structures": len(structures), "elements": sorted(elements), "failed": failed,
                       "scheme": "none (same engine as the candidates)", "cache": str(cache)})
 

@@ -56,16 +56,27 @@ def samples(run_path: Path):
     return pd.read_parquet(path)
 
 
-def _check_settings(folder: Path, settings: dict, restart: bool) -> None:
+IDENTITY_KEYS = ("version", "model", "checkpoint_sha256")  # what makes two potentials give other energies
+
+
+def _check_settings(folder: Path, settings: dict, identity: dict, restart: bool) -> None:
+    """Refuse to resume with other settings, or with another checkpoint or package version of the same
+    potential (a default checkpoint can change silently with a package upgrade)."""
     path = folder / "settings.json"
     if restart and folder.exists():
         shutil.rmtree(folder)
     if path.is_file():
-        previous = json.loads(path.read_text())["relaxer"]
+        recorded = json.loads(path.read_text())
+        previous = recorded["relaxer"]
         if previous != settings:
             changed = sorted(k for k in set(previous) | set(settings) if previous.get(k) != settings.get(k))
             raise RelaxRunError(f"{folder} holds relaxations made with other settings ({', '.join(changed)}); "
                                 "use the same settings to resume, or --restart to discard them")
+        before = recorded.get("potential") or {}
+        changed = [f"{k} {before.get(k)} -> {identity.get(k)}" for k in IDENTITY_KEYS if before.get(k) != identity.get(k)]
+        if changed:
+            raise RelaxRunError(f"{folder} holds relaxations made with another checkpoint of {identity['name']} "
+                                f"({'; '.join(changed)}); install that one again to resume, or --restart")
 
 
 def done_keys(folder: Path) -> tuple[set, int]:
@@ -105,7 +116,8 @@ def relax_samples(run_path: Path, relaxer: MLIPRelaxer, plan: RelaxPlan = RelaxP
     import pandas as pd
 
     folder = relax_dir(run_path, relaxer.engine)
-    _check_settings(folder, relaxer.settings(), plan.restart)
+    identity = relaxer.identity()
+    _check_settings(folder, relaxer.settings(), identity, plan.restart)
     table = samples(run_path)
     accepted = table[table["status"] == "accepted"]
     done, last = done_keys(folder)
@@ -119,7 +131,7 @@ def relax_samples(run_path: Path, relaxer: MLIPRelaxer, plan: RelaxPlan = RelaxP
     started = time.perf_counter()
     if jobs:
         (folder / "parts").mkdir(parents=True, exist_ok=True)
-        write_json(folder / "settings.json", {"relaxer": relaxer.settings(), "potential": relaxer.identity()})
+        write_json(folder / "settings.json", {"relaxer": relaxer.settings(), "potential": identity})
         if plan.workers <= 1:
             _init_worker(relaxer, threads)
             for path, chunk in jobs:

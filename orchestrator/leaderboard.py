@@ -47,7 +47,7 @@ class Column:
 
 CSP_COLUMNS = (
     Column("match_rate@k", "match@k %", ("match_rate@{k}", "match_rate"), "pct",
-           "targets with a valid sample matching the truth among the run's k samples / all targets "
+           "targets with a valid sample matching the truth among the run's k samples / predicted targets "
            "(StructureMatcher stol 0.5, ltol 0.3, angle 10, as CDVAE and DiffCSP)"),
     Column("rms_dist@k", "RMS@k", ("rms_dist@{k}", "rms_dist"), "num",
            "mean RMS distance of the best match, over matched targets only ((V/N)^1/3-normalised)"),
@@ -82,11 +82,38 @@ GENERATE_COLUMNS = (
 )
 CSP_COST_COLUMNS = (
     Column("cpu_seconds_per_target", "CPU s/target", ("cpu_seconds_per_target",), "sec",
-           "CPU seconds the model reported (all threads and child processes), summed / all targets"),
+           "CPU seconds the model reported (all threads and child processes), summed / predicted targets"),
     Column("gpu_seconds_per_target", "GPU s/target", ("gpu_seconds_per_target",), "sec",
-           "GPU seconds the model reported (seconds holding a GPU), summed / all targets"),
+           "GPU seconds the model reported (seconds holding a GPU), summed / predicted targets"),
     Column("energy_evaluations_per_target", "evals/target", ("energy_evaluations_per_target",), "int",
-           "energy/force evaluations of a potential the model reported, summed / all targets"),
+           "energy/force evaluations of a potential the model reported, summed / predicted targets"),
+)
+# Beside the classic columns, never instead: METRe, polymorph-aware and de-duplicated matching, the
+# stability ensemble (gencsp profile; docs: orchestrator/metrics/metre.py, dft/ensemble.py).
+CSP_FIELD_COLUMNS = (
+    Column("metre@k", "METRe@k %", ("metre@{k}",), "pct",
+           "METRe: targets matched by ANY valid sample of the run, whichever target it was made for / predicted targets "
+           "(CDVAE tolerances; Martirossyan et al. 2025)"),
+    Column("polymorph_match_rate@k", "polym.@k %", ("polymorph_match_rate@{k}",), "pct",
+           "targets not matched themselves whose samples match another reference structure of their composition "
+           "(a polymorph) / predicted targets: counted apart from match@k"),
+    Column("dedup.match_rate@k", "dedup match@k %", ("dedup.match_rate@{k}",), "pct",
+           "match@k over de-duplicated targets (the first of each group of StructureMatcher duplicates)"),
+)
+GENERATE_FIELD_COLUMNS = (
+    Column("metre", "METRe %", ("metre",), "pct",
+           "reference crystals matched by ANY valid generated crystal / all reference crystals (CDVAE tolerances)"),
+    Column("dedup.metre", "dedup METRe %", ("dedup.metre",), "pct",
+           "METRe over the de-duplicated reference crystals"),
+)
+STABILITY_COLUMNS = (
+    Column("ensemble.stable_rate@0.0eV", "stable@0 ens. %", ("ensemble.stable_rate@0.0eV",), "pct",
+           "requested samples whose energy above hull, averaged over the ML potentials (each on its own hull), is "
+           "<= 0.0 eV/atom (LeMat-GenBench's threshold)"),
+    Column("ensemble.metastable_rate@0.1eV", "metastable@0.1 ens. %", ("ensemble.metastable_rate@0.1eV",), "pct",
+           "same, <= 0.1 eV/atom (MatterGen's S.U.N. threshold)"),
+    Column("ensemble.e_above_hull_std_median", "E_hull spread eV/at", ("ensemble.e_above_hull_std_median",), "num",
+           "spread between potentials: median over samples of the std of their energies above hull"),
 )
 COST_COLUMNS = (
     Column("failed_fraction", "failed %", ("failed_fraction",), "pct",
@@ -103,7 +130,9 @@ TABLE_IDENTITY = tuple(i for i in IDENTITY if i[0] != "task")  # a table per tas
 
 
 def metric_columns(task: str) -> tuple[Column, ...]:
-    return (CSP_COLUMNS + CSP_COST_COLUMNS if task == "csp" else GENERATE_COLUMNS) + COST_COLUMNS
+    if task == "csp":
+        return CSP_COLUMNS + CSP_FIELD_COLUMNS + STABILITY_COLUMNS + CSP_COST_COLUMNS + COST_COLUMNS
+    return GENERATE_COLUMNS + GENERATE_FIELD_COLUMNS + STABILITY_COLUMNS + COST_COLUMNS
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""gencsp data list | fetch | show | add"""
+"""gencsp data list | fetch | show | add | dedup"""
 
 from __future__ import annotations
 
@@ -32,6 +32,22 @@ def register(sub) -> None:
                      help="selects the coverage cut-offs used by the metrics")
     add.add_argument("--skip-invalid", action="store_true", help="drop unreadable structures instead of failing")
     add.set_defaults(func=cmd_add)
+
+    dedup = verbs.add_parser("dedup", help="duplicate structures within a split and across the other splits here",
+                             description="StructureMatcher within the split and against every other split "
+                                         "available without the network (or --against); writes the mapping "
+                                         "(counts, groups, matches) under $GENCSP_HOME/dedup/, reused while "
+                                         "the files, tolerances and pymatgen are unchanged.")
+    dedup.add_argument("name")
+    dedup.add_argument("--split", default="test")
+    dedup.add_argument("--against", action="append", help="another split to compare with (repeatable; default: "
+                                                          "every other split available here)")
+    dedup.add_argument("--tolerance", default="strict", choices=("strict", "loose"),
+                       help="strict: pymatgen defaults (ltol 0.2, stol 0.3, angle 5); loose: CDVAE's (0.3, 0.5, 10)")
+    dedup.add_argument("--workers", type=int, help="processes (default: every core)")
+    dedup.add_argument("--refresh", action="store_true", help="recompute even when a recorded mapping is current")
+    dedup.add_argument("--json", action="store_true", help="print the mapping's counts as JSON")
+    dedup.set_defaults(func=cmd_dedup)
 
 
 def cmd_list(args) -> int:
@@ -95,4 +111,34 @@ def cmd_add(args) -> int:
     dest = datasets.add(args.name, args.path, split=args.split, kind=args.kind, skip_invalid=args.skip_invalid)
     rows = sum(1 for _ in datasets.load(args.name, args.split)["material_id"])
     out.print(f"added {args.name}/{args.split}: {rows} structures -> {dest}", highlight=False)
+    return 0
+
+
+def cmd_dedup(args) -> int:
+    from ..console import err, out, table
+    from ..dedup import dedup_split
+
+    mapping, path, cached = dedup_split(args.name, args.split, args.against, args.tolerance, args.workers,
+                                        progress=err.is_terminal, refresh=args.refresh)
+    if args.json:
+        print(json.dumps({k: mapping[k] for k in ("counts", "seconds")} | {
+            "across": {s: {k: v for k, v in a.items() if k != "matches"} for s, a in mapping["across"].items()}},
+            indent=2))
+        return 0
+    c = mapping["counts"]
+    rows = [["structures", c["structures"]], ["unreadable", c["unreadable"]],
+            ["unique structures", f"{c['unique']} ({c['unique_fraction']:.1%})"],
+            ["duplicates of an earlier structure", f"{c['duplicates']} ({c['duplicate_fraction']:.1%})"],
+            ["groups with duplicates (largest)", f"{c['groups_with_duplicates']} ({c['largest_group']})"],
+            ["unique structures with a polymorph in the split", c["unique_with_polymorph"]]]
+    for other, a in mapping["across"].items():
+        rows += [[f"structures also in {other}", f"{a['structures_also_there']} ({a['fraction_also_there']:.1%})"],
+                 [f"unique structures with only a polymorph in {other}", a["unique_with_polymorph_there"]]]
+    tol = mapping["inputs"]["tolerance"]
+    title = (f"{args.name}/{args.split}: duplicates (StructureMatcher {tol['name']}: ltol {tol['ltol']}, "
+             f"stol {tol['stol']}, angle {tol['angle_tol']})")
+    out.print(table(title, ["", "value"], rows))
+    seconds = ", ".join(f"{k} {v:.1f} s" for k, v in mapping["seconds"].items())
+    out.print(f"{'recorded mapping (current, not recomputed)' if cached else 'computed'}: {seconds}; "
+              f"{path}", highlight=False)
     return 0

@@ -7,6 +7,8 @@ from pathlib import Path
 from .values import non_negative_int, positive_int
 
 ARROWS = {"higher": "↑", "lower": "↓", "none": ""}
+# METRe, polymorph-aware and de-duplicated scoring, the stability ensemble: defined below the table
+DEFINED = ("metre", "dedup.", "polymorph_", "match_or_polymorph", "ensemble.")
 
 
 def register(sub) -> None:
@@ -59,6 +61,12 @@ def show(result, profile: str) -> None:
               f"{timing['wall_seconds']:.1f} s wall, {timing['compute_seconds_summed_over_processes']:.1f} s "
               f"compute summed over processes ({timing['records_from_cache']} records from the cache)",
               highlight=False)
+    defined = [(key, prov["metrics"][key]["description"]) for key in result.metrics if key.startswith(DEFINED)]
+    if defined:
+        out.print("Definitions (corrected metrics beside the reference scripts' numbers, which they never replace):",
+                  highlight=False)
+        for key, text in defined:
+            out.print(f"  [bold]{key}[/]: {text}", highlight=False)
     for note in prov["notes"]:
         err.print(f"[yellow]note:[/] {note}", highlight=False)
 

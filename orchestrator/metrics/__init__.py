@@ -22,7 +22,10 @@ Profiles
   distances (`fd_crystalnn`, `fd_chgnet` on CHGNet crystal features), uniqueness, novelty
   (with --train), symmetry, match rates @1 and @k, strict matching, cRMSE, cost and failures;
   for CSP also `targets_predicted` and `split_match_rate@1/@k` (every target of the reference
-  split, a target without a prediction counting as a miss).
+  split, a target without a prediction counting as a miss);
+  METRe (`metre@k`, `metre`), polymorph matches counted apart (`polymorph_match_rate@k`) and
+  rates over de-duplicated targets (`dedup.*`, orchestrator/dedup.py) in metre_metrics.py; the
+  stability ensemble of ML potentials (`ensemble.*`, dft/ensemble.py) in ensemble_metrics.py.
 
 Fewer than 1000 valid crystals: the reference scripts stop with an error, and so do the
 `cdvae` and `diffcsp` profiles. The `gencsp` profile takes every valid crystal instead and

@@ -61,18 +61,28 @@ def pair_key(pred_skey: str, truth_skey: str, tolerance: str) -> str:
 
 def compute_pairs(tasks: list[tuple], workers: int, cache, progress: bool, timing) -> dict:
     """tasks: (key, prediction CIF, truth CIF, tolerance name) -> {key: (rms | None, message)}."""
-    from .pool import chunked, progress_bar, run_chunks
+    from .pool import chunked
 
     results = cache.pairs(sorted({t[0] for t in tasks}))
     todo = list({t[0]: t for t in tasks if t[0] not in results}.values())
-    if not todo:
-        return results
+    if todo:
+        run_pair_chunks(_chunk_pairs, chunked(todo, workers, largest=8), lambda item: [item[0]], len(todo),
+                        results, workers, cache, progress, timing, "matching structures")
+    return results
+
+
+def run_pair_chunks(function, chunks: list, crash_keys, total: int, results: dict, workers: int, cache,
+                    progress: bool, timing, label: str) -> None:
+    """Run `function` (a chunk -> ((key, rms, message) triples, seconds)) over chunks on every core, each
+    result cached and added to `results`; `crash_keys(item)`: the keys of an item whose process died."""
+    from .pool import progress_bar, run_chunks
+
     if workers > 1:  # imported once here, not in every worker after the fork
         import pymatgen.analysis.structure_matcher  # noqa: F401
 
         from ..structures import parse_cif  # noqa: F401
     with progress_bar(progress) as bar:
-        task = bar.add_task("matching structures", total=len(todo))
+        task = bar.add_task(label, total=total)
 
         def on_result(result) -> None:
             triples, seconds = result
@@ -83,11 +93,9 @@ def compute_pairs(tasks: list[tuple], workers: int, cache, progress: bool, timin
             bar.update(task, advance=len(triples), refresh=True)
 
         def on_crash(item) -> None:
-            on_result(([(item[0], None, "the process matching it died")], 0.0))
+            on_result(([(key, None, "the process matching it died") for key in crash_keys(item)], 0.0))
 
-        run_chunks(_chunk_pairs, chunked(todo, workers, largest=8), workers, on_result, on_crash,
-                   before_fork=cache.close)
-    return results
+        run_chunks(function, chunks, workers, on_result, on_crash, before_fork=cache.close)
 
 
 # --- rates over targets (pure functions of the pair table) -------------------------

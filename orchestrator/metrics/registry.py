@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 
 PROFILES = ("cdvae", "diffcsp", "gencsp")
 DIRECTIONS = ("higher", "lower", "none")
-METRIC_MODULES = ("generate_metrics", "csp_metrics", "cost_metrics", "stability_metrics")
+METRIC_MODULES = ("generate_metrics", "csp_metrics", "metre_metrics", "cost_metrics", "stability_metrics",
+                  "ensemble_metrics")
 SKIP = object()  # a metric that does not apply to these inputs (e.g. @k with one sample per target)
 SIDES = ("pred", "ref", "truth")
 FINGERPRINTS = ("struct_fp", "comp_fp")

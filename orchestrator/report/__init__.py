@@ -56,7 +56,7 @@ def build_report(run_paths, out, settings: ReportSettings = ReportSettings()) ->
     from .. import __version__
     from ..atomic import write_text
     from ..errors import GencspError
-    from . import html, sections
+    from . import field_metrics, html, sections
     from .data import label_runs, load_run
 
     paths = [Path(p) for p in run_paths]
@@ -79,8 +79,9 @@ def build_report(run_paths, out, settings: ReportSettings = ReportSettings()) ->
                            f"{final.name}/ beside this file.", "lead"),
             html.paragraph(READING_GUIDE),
             html.contents([("provenance", "Runs and provenance"), ("leaderboard", "Leaderboard"), *toc,
-                           ("cost", "Time per sample"), ("failed", "Failed samples")]),
-            *sections.provenance(runs), *sections.leaderboards(runs), *comparison,
+                           (field_metrics.ANCHOR, field_metrics.TITLE), ("cost", "Time per sample"),
+                           ("failed", "Failed samples")]),
+            *sections.provenance(runs), *sections.leaderboards(runs), *comparison, *field_metrics.section(runs),
             *sections.cost(runs, renderer), *sections.failures(runs)]
     shutil.rmtree(final, ignore_errors=True)
     staging.rename(final)
