@@ -11,6 +11,7 @@ import json
 import types
 
 import pytest
+import yaml
 from test_adapter_common import load_adapter, run_image, write_script
 
 from orchestrator.targets import truth_symmetry
@@ -98,6 +99,7 @@ def test_training_config_bounds_epochs_and_saves_after_the_last_step(tmp_path, m
     assert one["training"]["snapshot_freq"] == 1  # a single step: saved at step 0 (and never divides by 0)
     full = score.training_config({}, section, max_epochs=None, train_count=5)
     assert full["training"] == {"batch_size": 32, "n_epochs": 10000, "snapshot_freq": 500}  # upstream's recipe
+    assert yaml.safe_load(score.yaml_text({"eps": 1e-08}))["eps"] == 1e-08  # a float again, as main.py needs
 
 
 # --- main.py replaced by a stand-in writing jarvis CIFs in its tree ---------------------------
@@ -187,7 +189,7 @@ def test_cif_tree_answers_every_sample(tmp_path):
     assert report.counts() == {"accepted": 4}
     # the stand-in writes the asymmetric unit only (the real model applies the group's operations)
     assert [r["formula"] for r in report.rows] == ["SrTiO", "SrTiO", "NaCl", "NaCl"]
-    config = json.loads((tmp_path / "work" / "config.yml").read_text())
+    config = yaml.safe_load((tmp_path / "work" / "config.yml").read_text())
     assert config["sampling"] == {"batch_size": 3} and config["model"] == {"cutoff": 5.0}
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["model"]["checkpoint_sha256"]  # the mounted ckpt.pth, hashed

@@ -128,11 +128,11 @@ def test_training_data_is_read_by_upstream_atoms_data(client, tmp_path):
 
 @pytest.fixture(scope="module")
 def trained(client, tmp_path_factory):
-    """The upstream trainer on 11 perov_5 val rows, one epoch, through `gencsp train` (docker runtime)."""
+    """The upstream trainer on 3 perov_5 val rows (1 held out), one epoch, through `gencsp train` (docker runtime)."""
     from orchestrator.cli import main
 
     with module_home(tmp_path_factory, "score-train") as (root, _):
-        argv = ["train", "--model", "score_langevin", "--dataset", "perov_5", "--split", "val", "--limit", "12",
+        argv = ["train", "--model", "score_langevin", "--dataset", "perov_5", "--split", "val", "--limit", "4",
                 "--epochs", "1", "--device", "cpu", "--runtime", "docker", "--train-dir", str(root / "trains")]
         assert main(argv) == 0
         folder = next((root / "trains").iterdir())
@@ -149,7 +149,7 @@ def test_the_upstream_trainer_writes_its_checkpoint_folder(trained):
     assert {"ckpt.pth", "ckpt_0.pth", "config.yml", "loss.npy", "loss_saved.npy", "train_config.yml",
             "gencsp_data.json"} <= names
     data = json.loads((model / "gencsp_data.json").read_text())
-    assert data["train"]["written"] == 11 and data["test"]["written"] == 1 and data["step"] == 0
+    assert data["train"]["written"] == 3 and data["test"]["written"] == 1 and data["step"] == 0
     assert "main.py --config /work/train_config.yml --doc model --ni" in (folder / "log.txt").read_text()
 
 
@@ -159,9 +159,9 @@ def test_its_checkpoint_is_sampled_through_the_published_checkpoints_path(traine
 
     root, folder = trained
     checkpoint = folder / "out" / "model"
-    argv = ["bench", "--model", "score_langevin", "--dataset", "perov_5", "--split", "test", "--limit", "2",
+    argv = ["bench", "--model", "score_langevin", "--dataset", "perov_5", "--split", "test", "--limit", "1",
             "--task", "csp", "--device", "cpu", "--runtime", "docker", "--checkpoint", str(checkpoint),
-            "--option", "T=2", "--run-dir", str(root / "runs")]
+            "--option", "T=1", "--run-dir", str(root / "runs")]
     assert main(argv) == 0
     run = Run(next((root / "runs").iterdir()))
     assert run.info["weights"]["kind"] == "trained here"

@@ -158,6 +158,13 @@ def read_yaml(path):
         return yaml.safe_load(handle)
 
 
+def yaml_text(value):
+    """YAML main.py reads back as written (JSON would turn 1e-08 into a string for PyYAML: no dot, no float)."""
+    import yaml
+
+    return yaml.safe_dump(value, default_flow_style=False, sort_keys=False)
+
+
 def checkpoint_folder(session):
     """The folder main.py loads ckpt.pth from: --checkpoint (a folder, or a file), else the published one."""
     checkpoint = session.request.get("checkpoint")
@@ -269,7 +276,7 @@ def sample(session):
     for target_id, index, why in refused:
         session.fail(target_id, index, why)
     config_path = os.path.join(work, "config.yml")
-    g.atomic_write(config_path, json.dumps(sampling_config(session.options, session.batch_size, checkpoint), indent=1))
+    g.atomic_write(config_path, yaml_text(sampling_config(session.options, session.batch_size, checkpoint)))
     tree = run_folder(work, checkpoint)
     env = upstream_env(session.device)
     produced, run = 0, 0
@@ -288,7 +295,7 @@ def sample_once(session, jobs, run, tree, config_path, env):
     """One main.py run over `jobs`: answers what it produced or failed; returns (produced, jobs left to retry)."""
     name = f"gencsp-{run}"  # a fresh order name per run: --ni deletes an existing image folder
     order_path = os.path.join(session.path("/work"), f"order-{run}.yml")
-    g.atomic_write(order_path, json.dumps(sampling_order(name, jobs, session.options), indent=1))
+    g.atomic_write(order_path, yaml_text(sampling_order(name, jobs, session.options)))
     samples = sum(len(job.samples) for job in jobs)
     # Absolute paths: main.py joins them under configs/ and sampling_orders/, and os.path.join keeps them.
     argv = [sys.executable, os.path.join(UPSTREAM, "main.py"), "--config", config_path, "--doc", DOC,
@@ -371,7 +378,7 @@ def train(request, out_dir):
         return 1
     config = training_config(options, data_section, request.get("max_epochs"), summary["train"]["written"])
     config_path = os.path.join(work, TRAIN_CONFIG)
-    g.atomic_write(config_path, json.dumps(config, indent=1))
+    g.atomic_write(config_path, yaml_text(config))
     tree = run_folder(work, None, logs_target=os.path.abspath(out_dir))
     argv = [sys.executable, os.path.join(UPSTREAM, "main.py"), "--config", config_path, "--doc", TRAIN_DOC, "--ni",
             "--seed", str(int(request.get("seed", 0)))]
