@@ -8,7 +8,7 @@ train:  upstream_data.py makes the CIF folders and sg_index.json main.py reads f
         `main.py --config <cfg> --doc model --ni` runs with exp/logs -> /io/out, so the upstream trainer
         writes its checkpoint folder (ckpt.pth, loss arrays, its config dump) straight into out/model.
 main.py catches every exception and exits 0: what it wrote and what it logged are the only evidence.
-Runs under the upstream environment's Python (no annotations, nothing past 3.8).
+Runs under the upstream environment's Python (no annotations, nothing past 3.9).
 """
 
 import collections

@@ -15,7 +15,7 @@ converts back with the inverse matrix. So the CIFs are that primitive cell, with
 Space groups 1-15 are skipped by AtomsData (monoclinic/triclinic): no files are made for them.
 
 Runs in the image (the build writes space_groups/, `train` writes the CIFs) and on the host in tests.
-No annotations: the image may run Python 3.8.
+No annotations and nothing past Python 3.9 (the cpu image).
 """
 
 import functools
@@ -57,7 +57,7 @@ def _get(dataset, key):
     return dataset[key] if isinstance(dataset, dict) else getattr(dataset, key)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def hall_numbers(number):
     """Hall numbers (settings) of a space group, spglib's standard one first."""
     import spglib
@@ -84,7 +84,7 @@ def transform_operations(rotations, translations, basis):
     forward = basis.T  # x_old = basis.T @ x_new
     backward = np.linalg.inv(forward)
     seen, operations = set(), []
-    for rotation, translation in zip(rotations, translations):
+    for rotation, translation in zip(rotations, translations):  # noqa: B905 - no strict= before Python 3.10
         new_rotation = backward @ rotation @ forward
         rounded = np.rint(new_rotation)
         if np.abs(new_rotation - rounded).max() > 1e-6:
@@ -97,7 +97,7 @@ def transform_operations(rotations, translations, basis):
     return operations
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def operations(number):
     """The group's operations in upstream's primitive basis, identity first (graph.py relies on it)."""
     import spglib
@@ -166,7 +166,7 @@ def primitive_cell(structure, symprec=SYMPREC, angle_tolerance=ANGLE_TOLERANCE):
     cell = (structure.lattice.matrix, structure.frac_coords, [site.specie.Z for site in structure])
     dataset = spglib.get_symmetry_dataset(cell, symprec=symprec, angle_tolerance=angle_tolerance)
     if dataset is None:
-        raise Unsupported("spglib finds no symmetry (symprec {})".format(symprec))
+        raise Unsupported(f"spglib finds no symmetry (symprec {symprec})")
     number = int(_get(dataset, "number"))
     if number not in GROUPS:
         raise Unsupported(f"space group {number}: diffusion-atoms skips groups 1-15")
@@ -228,7 +228,7 @@ def read_split(path):
     for column in ("material_id", "cif"):
         if column not in frame.columns:
             raise ValueError(f"{path}: no column {column!r} (columns: {', '.join(frame.columns)})")
-    return list(zip(frame["material_id"], frame["cif"]))
+    return list(zip(frame["material_id"], frame["cif"]))  # noqa: B905 - no strict= before Python 3.10
 
 
 def write_split(path, folder, index, symprec=SYMPREC):
@@ -288,7 +288,7 @@ def check_with_upstream(folder, upstream):
         ours = operations(number)
         if group != number or letter != lattice_letter(number) or len(parsed) != len(ours):
             raise AssertionError(f"space group {number}: upstream read ({group}, {letter}, {len(parsed)} operations)")
-        for (rotation, translation), (r, t) in zip(parsed, ours):
+        for (rotation, translation), (r, t) in zip(parsed, ours):  # noqa: B905 - lengths compared above
             if not (np.allclose(rotation, r) and np.allclose(translation, t, atol=1e-9)):
                 raise AssertionError(f"space group {number}: an operation reads back differently")
         inverse_operations_index(parsed)  # raises unless every operation has its inverse: a group
