@@ -144,6 +144,9 @@ try:
         os.makedirs(folder, exist_ok=True)
         queue += [(item, folder, i) for i in range(1, item["count"] + 1)]
     for start in range(0, len(queue), batch):
+        if MODE == "hang" and order["name"] == "gencsp-1":
+            while True:  # lattice_step retrying a NaN score
+                pass
         if MODE == "silent" or (MODE == "crash" and order["name"] == "gencsp-1" and start == batch):
             raise AssertionError("Inconsistent lattice / symmetry operations")
         for item, folder, i in queue[start:start + batch]:
@@ -212,6 +215,14 @@ def test_a_crashed_batch_fails_alone_and_the_rest_is_sampled_by_a_second_run(tmp
     failed = next(r for r in report.rows if r["status"] == "rejected")
     assert "run 1" in failed["message"] and "Inconsistent lattice" in failed["message"]
     assert (tmp_path / "work" / "order-2.yml").is_file() and not (tmp_path / "work" / "order-3.yml").exists()
+
+
+def test_a_run_that_never_ends_is_stopped_and_its_samples_fail_as_timed_out(tmp_path):
+    request = two_targets(batch_size=4, step_seconds=0.01, startup_seconds=2)
+    proc, out, report = run(tmp_path, request, mode="hang")
+    assert proc.returncode == 1  # nothing produced at all
+    assert report.counts() == {"rejected: model_failed": 4}
+    assert all("run 1" in r["message"] and "timed out" in r["message"] for r in report.rows)
 
 
 def test_without_a_checkpoint_an_image_lacking_the_published_one_says_what_to_pass(tmp_path):

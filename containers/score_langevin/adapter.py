@@ -258,12 +258,13 @@ def checkpoint_sha256(folder):
 
 
 def run_timeout(options, samples):
-    """Seconds one main.py run may take: a start-up allowance plus `step_seconds` per Langevin step and sample
-    (a NaN score makes upstream's lattice_step retry the same call forever); None: no limit."""
+    """Seconds one main.py run may take: `startup_seconds` (model construction) plus `step_seconds` per Langevin
+    step and sample; None without `step_seconds`. (A NaN score makes upstream's lattice_step retry the same
+    call forever: without a bound a diverged structure holds the shard until its own time limit.)"""
     step = options.get("step_seconds")
     if not step:
         return None
-    return 120.0 + float(step) * NOISE_LEVELS * int(options["T"]) * samples
+    return float(options.get("startup_seconds", 300)) + float(step) * NOISE_LEVELS * int(options["T"]) * samples
 
 
 def sample(session):
