@@ -35,10 +35,11 @@ def load_adapter(model: str, module: str = "adapter"):
 
 
 def run_image(model: str, tmp: Path, request: SampleRequest | dict, upstream: Path, mounts: dict | None = None,
-              verb: str = "sample", timeout: float = 120):
+              verb: str = "sample", timeout: float = 120, env: dict | None = None):
     """`<verb> /io/request.json /io/out` of a model folder on the host, as its image would run it.
 
-    `mounts` maps container paths (/ckpt/..., /data/...) to host paths; /work is a fresh folder.
+    `mounts` maps container paths (/ckpt/..., /data/...) to host paths; /work is a fresh folder; `env` adds
+    variables (the image's ENV).
     Returns (completed process, out folder, report or None).
     """
     work, out = tmp / "work", tmp / "out"
@@ -49,7 +50,7 @@ def run_image(model: str, tmp: Path, request: SampleRequest | dict, upstream: Pa
     path_map = {"/work": str(work), "/io/out": str(out), **{k: str(v) for k, v in (mounts or {}).items()}}
     env = {"PATH": os.environ["PATH"], "HOME": str(tmp), "PYTHONPATH": os.pathsep.join(
         [str(CONTAINERS / "common"), str(CONTAINERS / model)]), "GENCSP_UPSTREAM": str(upstream),
-        "GENCSP_PATH_MAP": json.dumps(path_map), "CUDA_VISIBLE_DEVICES": "", "PYTHONHASHSEED": "0"}
+        "GENCSP_PATH_MAP": json.dumps(path_map), "CUDA_VISIBLE_DEVICES": "", "PYTHONHASHSEED": "0", **(env or {})}
     proc = subprocess.run([sys.executable, str(CONTAINERS / model / "adapter.py"), verb, str(request_path), str(out)],
                           capture_output=True, text=True, env=env, timeout=timeout, cwd=tmp)
     report = None
