@@ -106,6 +106,16 @@ def test_bad_rows_are_invalid_with_reasons_and_count_against(files):
     assert result.metrics["failed_fraction"] == 0.0
 
 
+def test_a_generate_run_without_one_usable_structure_is_scored_not_crashed(files, cache_home):
+    """A smoke-scale Wyckoff model whose samples were all rejected at realisation: before, coverage crashed
+    building the fingerprint array of zero rows."""
+    nothing = cache_home / "nothing.csv"
+    pd.DataFrame({"cif": ["", "data_junk\nnot a CIF\n"]}).to_csv(nothing, index=False)
+    result = run({**files, "nothing": nothing}, "gencsp", predictions="nothing")
+    assert result.metrics["valid"] == 0.0 and result.metrics["failed_fraction"] == 1.0
+    assert result.metrics["cdvae.cov_precision"] == 0.0 and result.metrics["cdvae.cov_recall"] == 0.0
+
+
 def test_workers_and_cache_do_not_change_numbers(files):
     one = run(files, "gencsp", subset_size=5)
     two = run(files, "gencsp", subset_size=5, workers=2, cache=False)

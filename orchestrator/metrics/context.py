@@ -122,9 +122,11 @@ class Context:
 
         records = self.gen_records if side == "gen" else self.ref_records
         rows = range(len(records)) if rows is None else rows
+        if not len(rows):  # e.g. a model none of whose samples became a structure
+            return np.zeros((0, 0)), np.zeros((0, 0))
         struct = np.array([records[i]["struct_fp"] for i in rows], dtype=float).reshape(len(rows), -1)
         comp = np.array([records[i]["comp_fp"] for i in rows], dtype=float).reshape(len(rows), -1)
-        return struct, (scale_composition(comp) if len(rows) else comp)
+        return struct, scale_composition(comp)
 
     @functools.cached_property
     def ref_rows(self):
