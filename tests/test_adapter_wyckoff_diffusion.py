@@ -11,10 +11,10 @@ import tarfile
 
 import pytest
 import torch
-from conftest import ROOT, SHARED
 from test_adapter_common import load_adapter, run_image, write_script
 from torch_geometric.data import Data
 
+from conftest import ROOT, SHARED
 from schemas import SampleRequest, Target
 
 wd = load_adapter("wyckoff_diffusion")

@@ -1,8 +1,8 @@
 """CI's upstream model end to end: WyckoffDiff's CPU image built from the mirror (when missing), trained tiny on
 perov_5 val through its own `main.py`, sampled, realised, validated, scored and reported by `gencsp e2e`.
 
-The recipe is smaller than the card's (`make e2e MODEL=wyckoff_diffusion`): 60 rows, one epoch, 20 diffusion
-steps, a 64-wide network, 6 samples. Its numbers mean nothing but that every stage ran on real upstream code;
+The recipe is smaller than the card's (`make e2e MODEL=wyckoff_diffusion`): 90 training rows, 20 epochs of 3
+steps, 50 diffusion steps, a 64-wide network, 8 samples. Its numbers mean nothing but that every stage ran on real upstream code;
 the row says "trained here, smoke scale". Measured figures: containers/wyckoff_diffusion/README.md.
 """
 
@@ -22,10 +22,9 @@ pytestmark = pytest.mark.docker
 MODEL = "wyckoff_diffusion"
 CI_PLAN = E2E(
     dataset="perov_5",
-    train=E2ETrain(split="val", limit=60, epochs=1, timeout_minutes=10,
-                   options={"t_max": 20, "hidden_dim": 64, "train_batch_size": 16,
-                            "d3pm_transition": "marginal"}),
-    bench=[E2EBench(task="generate", limit=20, num_samples=6, options={"sample_batch_size": 6})],
+    train=E2ETrain(split="val", limit=100, epochs=20, timeout_minutes=20,
+                   options={"t_max": 50, "hidden_dim": 64, "lr": 0.001, "train_batch_size": 32}),
+    bench=[E2EBench(task="generate", limit=20, num_samples=8, options={"sample_batch_size": 8})],
 )
 
 
@@ -46,8 +45,8 @@ def test_every_stage_ran_and_was_timed(e2e):
     result, root, seconds = e2e
     stages = {s["stage"]: s for s in result.stages}
     assert {"build", "train", "bench generate", "report"} <= set(stages)
-    assert stages["train"]["rows"] == 54 and stages["train"]["epochs"] == 1  # 60 rows minus 6 held out
-    assert stages["bench generate"]["samples"] == 6
+    assert stages["train"]["rows"] == 90 and stages["train"]["epochs"] == 20  # 100 rows minus 10 held out
+    assert stages["bench generate"]["samples"] == 8
     facts = json.loads((root / "runs" / f"e2e-{MODEL}" / "e2e.json").read_text())
     assert [s["stage"] for s in facts["stages"]] == [s["stage"] for s in result.stages]
     print(f"\ne2e {MODEL} in {seconds:.0f} s:", {s["stage"]: s["seconds"] for s in result.stages})
@@ -63,9 +62,9 @@ def test_samples_are_wyckoff_descriptions_drawn_from_the_training_prior(e2e):
     labels = pd.read_csv(checkpoint.parent.parent / "work" / "wyckoffdiff" / "data" / "gencsp_perov_5" / "raw" /
                          "gencsp_perov_5_train.csv")["wyckoff_spglib"]
     assert support == {int(label.split("_")[2]) for label in labels}
-    assert prior["structures"] == len(labels) == 54 and prior["spg_distr"][225] == 0  # MP-20: ~5 % Fm-3m
+    assert prior["structures"] == len(labels) == 90 and prior["spg_distr"][225] == 0  # MP-20: ~5 % Fm-3m
     frame = pd.read_parquet(run_path(result) / "structures.parquet")
-    assert len(frame) == 6
+    assert len(frame) == 8
     described = frame[frame["wyckoff"].notna()]
     assert len(described) >= 1
     assert {json.loads(w)["space_group"] for w in described["wyckoff"]} <= support

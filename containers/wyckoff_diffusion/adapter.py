@@ -130,7 +130,7 @@ def find_checkpoint(source):
     candidates = [p for p in glob.glob(os.path.join(source, "**", "*.pt"), recursive=True)
                   if not os.path.basename(p).startswith("generated_samples") and "post_processed" not in p]
     if not candidates:
-        raise g.ContractError("{}: no *.pt checkpoint inside".format(source))
+        raise g.ContractError(f"{source}: no *.pt checkpoint inside")
     # the upstream's names: best_parameters.pt, then parameters.pt (end of the last epoch), parameters_<epoch>.pt
     for name in ("best_parameters.pt", "parameters.pt"):
         named = [p for p in candidates if os.path.basename(p) == name]
@@ -169,7 +169,7 @@ def stage_checkpoint(session, work):
 def chunk_folder(root, parameters, k):
     """checkpoints/gencsp-<k>/parameters.pt (a link): --load must contain a `checkpoints` component, the samples
     are saved next to it and post_process reads a whole folder, so each chunk gets its own."""
-    folder = os.path.join(root, "checkpoints", "gencsp-{:04d}".format(k))
+    folder = os.path.join(root, "checkpoints", f"gencsp-{k:04d}")
     if os.path.isdir(folder):
         shutil.rmtree(folder)
     os.makedirs(folder)
@@ -199,8 +199,7 @@ def sample(session):
                            *device_flags(session.device)), root)
         generated = sorted(glob.glob(os.path.join(folder, "generated_samples_N=*.pt")))
         if code or not generated:
-            raise UpstreamError("WyckoffDiff generate exited with status {} ({} file(s) written)".format(
-                code, len(generated)))
+            raise UpstreamError(f"WyckoffDiff generate exited with status {code} ({len(generated)} file(s) written)")
         samples = load_samples(generated[0])
         labelled = post_process(prior, folder, generated[0], root) if post else None
         per_sample = (time.monotonic() - start) / max(1, len(part))
@@ -212,7 +211,7 @@ def post_process(prior, folder, generated, root):
     code = run(main_py(prior, "post_process", "--enrich_data", "--save_protostructures", "--load", folder), root)
     enriched = os.path.join(folder, "post_processed", os.path.basename(generated))
     if code or not os.path.isfile(enriched):
-        print("gencsp: post-processing failed (status {}); these records come from the raw samples".format(code),
+        print(f"gencsp: post-processing failed (status {code}); these records come from the raw samples",
               flush=True)
         return None
     return load_samples(enriched)
@@ -229,7 +228,7 @@ def answer(session, requested, samples, labelled, seconds):
                 raise ValueError("WyckoffDiff's post-processing found no protostructure for this occupation")
             group, sites = wyckoff_sites(samples[k], element_symbol)
         except Exception as exc:  # noqa: BLE001 - one bad sample fails alone
-            session.fail(target["id"], index, "{}: {}".format(type(exc).__name__, exc), seconds)
+            session.fail(target["id"], index, f"{type(exc).__name__}: {exc}", seconds)
             continue
         session.save_wyckoff(target["id"], index, group, sites, seconds=seconds)
 
@@ -245,13 +244,13 @@ def checked_label(label, parse, free_parameters):
     (overlapping sites): neither may reach the training set.
     """
     if not isinstance(label, str) or ":" not in label or label.startswith("Invalid"):
-        raise ValueError("not a protostructure label: {!r}".format(label))
+        raise ValueError(f"not a protostructure label: {label!r}")
     group, _, elements, sets = parse(label)
     from pymatgen.core.periodic_table import Element
 
     for element in set(elements):
         if not Element.is_valid_symbol(element):
-            raise ValueError("{!r}: {!r} is not an element".format(label, element))
+            raise ValueError(f"{label!r}: {element!r} is not an element")
     fixed = [letter for letter in sets[0] if free_parameters[str(group)][letter] == 0]
     doubled = sorted({letter for letter in fixed if fixed.count(letter) > 1})
     if doubled:
@@ -325,25 +324,25 @@ def train(request, out_dir):
                 sorted(request["splits"])))
             return 2
         kept, skipped = convert_split(path(None, request["splits"][split]),
-                                      os.path.join(root, "data", name, "raw", "{}_{}.csv".format(name, split)),
+                                      os.path.join(root, "data", name, "raw", f"{name}_{split}.csv"),
                                       protostructure_label, options.get("property"))
         print("gencsp: {} split: {} structures labelled, skipped: {}".format(split, kept, skipped or "none"),
               flush=True)
         if not kept:
-            sys.stderr.write("wyckoff_diffusion: no structure of the {} split could be labelled\n".format(split))
+            sys.stderr.write(f"wyckoff_diffusion: no structure of the {split} split could be labelled\n")
             return 1
     model = os.path.join(out_dir, "model")
     os.makedirs(model, exist_ok=True)
     prior = os.path.join(model, PRIOR)
     code = run([sys.executable, LAUNCHER, "--count", prior, name, NUM_ELEMENTS], root)
     if code:
-        sys.stderr.write("wyckoff_diffusion: counting the training set's prior failed (status {})\n".format(code))
+        sys.stderr.write(f"wyckoff_diffusion: counting the training set's prior failed (status {code})\n")
         return code
     code = run(train_argv(request, name, prior), root)
     if os.path.isdir(os.path.join(root, "checkpoints")):
         shutil.copytree(os.path.join(root, "checkpoints"), os.path.join(model, "checkpoints"), dirs_exist_ok=True)
     if not glob.glob(os.path.join(model, "checkpoints", "**", "*.pt"), recursive=True):
-        sys.stderr.write("WyckoffDiff training left no checkpoint (exit status {})\n".format(code))
+        sys.stderr.write(f"WyckoffDiff training left no checkpoint (exit status {code})\n")
         return code or 1
     g.atomic_write(os.path.join(model, TRAIN_INFO), json.dumps({
         "dataset": name, "source": request["dataset"], "prior": PRIOR,

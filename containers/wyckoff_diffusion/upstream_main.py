@@ -35,13 +35,12 @@ def dataset_class(name):
 
         @property
         def raw_file_names(self):
-            return ["{}_{}.csv".format(name, self.split)]
+            return [f"{name}_{self.split}.csv"]
 
         def download(self):
-            raise FileNotFoundError("{}: gencsp writes this split before training; it is missing".format(
-                os.path.join(self.raw_dir, self.raw_file_names[0])))
+            raise FileNotFoundError(f"{os.path.join(self.raw_dir, self.raw_file_names[0])}: gencsp writes this split before training; it is missing")
 
-    GencspDataset.__name__ = GencspDataset.__qualname__ = "Gencsp_{}_Dataset".format(name)
+    GencspDataset.__name__ = GencspDataset.__qualname__ = f"Gencsp_{name}_Dataset"
     return GencspDataset
 
 
