@@ -15,6 +15,7 @@ from pathlib import Path
 from schemas import ModelCard, Task
 
 from . import models
+from .errors import GencspError
 from .executors.local import ShardPolicy
 from .runs import RunConfig, Shard
 from .runtimes.base import RunResult, Runtime, run_shard
@@ -31,11 +32,20 @@ class Check:
     detail: str
 
 
-def small_config(card: ModelCard, dataset: str = "mini", targets: int = 2, samples: int = 2) -> RunConfig:
+def small_config(card: ModelCard, dataset: str = "mini", targets: int = 2, samples: int = 2,
+                 checkpoint: Path | None = None) -> RunConfig:
     task = Task.csp if Task.csp in card.tasks else Task.generate
     options = {"source_split": "test"} if card.reads_dataset else {}  # replaying the split itself
     return RunConfig(model=card.name, dataset=dataset, split="test", task=task, limit=targets,
-                     samples_per_target=samples, num_samples=targets * samples, shard_size=1000, options=options)
+                     samples_per_target=samples, num_samples=targets * samples, shard_size=1000, options=options,
+                     checkpoint=str(Path(checkpoint).resolve()) if checkpoint else None)
+
+
+def needs_checkpoint(card: ModelCard, checkpoint: Path | None) -> None:
+    """A model that publishes no weights is checked with weights trained here (or untrained ones)."""
+    if checkpoint is None and card.trainable and not (card.checkpoint and card.checkpoint.public):
+        raise GencspError(f"model {card.name} publishes no weights: train some (`gencsp train --model {card.name} "
+                          f"...`) and pass --checkpoint trains/<id>/out/model")
 
 
 def _attempt(root: Path, card: ModelCard, runtime: Runtime, config: RunConfig, timeout: float):
@@ -44,7 +54,8 @@ def _attempt(root: Path, card: ModelCard, runtime: Runtime, config: RunConfig, t
     run, _ = plan(config, card, root)
     shard: Shard = run.shards()[0]
     shard.reset_output()
-    result = run_shard(runtime, shard, card, timeout=timeout)
+    checkpoint = Path(config.checkpoint) if config.checkpoint else None
+    result = run_shard(runtime, shard, card, timeout=timeout, checkpoint=checkpoint)
     try:
         report = validate_shard(shard.out_dir, shard.request(), Limits())
     except ManifestError as exc:
@@ -60,8 +71,10 @@ def fingerprint(report: Report) -> str:
     return digest.hexdigest()
 
 
-def run_checks(card: ModelCard, runtime: Runtime, timeout: float | None = None, work: Path | None = None) -> list[Check]:
-    config = small_config(card)
+def run_checks(card: ModelCard, runtime: Runtime, timeout: float | None = None, work: Path | None = None,
+               checkpoint: Path | None = None) -> list[Check]:
+    needs_checkpoint(card, checkpoint)
+    config = small_config(card, checkpoint=checkpoint)
     timeout = timeout or ShardPolicy().timeout_for_samples(card, config.limit * config.samples_per_target)
     with tempfile.TemporaryDirectory(prefix="gencsp-check-", dir=work) as tmp:
         first = _attempt(Path(tmp) / "a", card, runtime, config, timeout)
@@ -118,10 +131,13 @@ def network_check(runtime: Runtime, card: ModelCard) -> Check:
     return Check("no network", True, "local runtime: not isolated (use docker or apptainer to prove it)")
 
 
-def check_image(model: str, runtime: Runtime, timeout: float | None = None) -> list[Check]:
-    """The contract runs; with apptainer, also what the SIF itself shows (image_checks)."""
-    card = models.get(model)
-    checks = run_checks(card, runtime, timeout)
+def check_image(model: str, runtime: Runtime, timeout: float | None = None, checkpoint: Path | None = None,
+                variant: str | None = None) -> list[Check]:
+    """The contract runs; with apptainer, also what the SIF itself shows (image_checks). `variant`
+    defaults to the CPU build where the card has variants."""
+    base = models.get(model)
+    card = base.with_variant(variant or base.variant_for("cpu"))
+    checks = run_checks(card, runtime, timeout, checkpoint=checkpoint)
     if runtime.name == "apptainer":
         from .image_checks import sif_checks
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 
 import pandas as pd
 import pytest
@@ -12,7 +13,15 @@ from orchestrator import datasets, models, runs
 from orchestrator.atomic import write_parquet
 from orchestrator.collect import RUN_TABLE
 from orchestrator.plan import truth_frame
-from orchestrator.realise import RealisationSettings, RealiseError, realise_run
+from orchestrator.realise import (
+    RealisationSettings,
+    RealisationTimeout,
+    RealiseError,
+    atom_count,
+    deadline,
+    realise_one,
+    realise_run,
+)
 from orchestrator.structures import parse_cif
 from orchestrator.targets import csp_targets
 from orchestrator.validate import COLUMNS
@@ -69,7 +78,8 @@ def test_wyckoff_rows_get_coordinates_and_failures_a_reason(run):
         assert matcher.fit(parse_cif(row.cif), parse_cif(truth))
     assert len(cubic) >= 2 and rows
     info = run.info["realisation"]
-    assert info["settings"]["trials"] == 3 and info["counts"] == {"realised": 4, "failed": 1}
+    assert info["settings"]["trials"] == 3
+    assert info["counts"] == {"realised": 4, "failed": 1, "reasons": {"realisation_failed": 1}}
 
 
 def test_a_second_run_changes_nothing_and_other_settings_need_force(run):
@@ -97,3 +107,60 @@ def test_a_run_without_a_table_is_a_clear_error(home, tmp_path):
     run = runs.create(tmp_path / "empty", config, models.get("wyckoff_diffusion"), [], {})
     with pytest.raises(RealiseError, match="no run table"):
         realise_run(run)
+
+
+# What a WyckoffDiff model trained for one epoch sampled: ~27,000 orbits on the free positions of Pmmm.
+HUGE = {"space_group": 47, "sites": [{"element": el, "letter": letter}
+                                     for el in ("O", "Mg", "Si", "Fe", "Ca", "Na", "K", "Al", "Ti", "Zn")
+                                     for letter in "abcdefghijklmnopqrstuvwxyzA" for _ in range(100)]}
+
+
+def test_a_huge_description_is_rejected_at_once_under_the_cards_limit(home, tmp_path):
+    """Before: PyXtal was asked to place ~27,000 orbits and the stage never came back."""
+    run, _ = wyckoff_run(tmp_path, [datasets.load("perov_5", "test").iloc[[4, 7]]])
+    table = pd.read_parquet(run.path / RUN_TABLE)
+    table.loc[0, "wyckoff"] = json.dumps(HUGE)
+    write_parquet(run.path / RUN_TABLE, table)
+    limit = models.get("wyckoff_diffusion").limits.max_atoms
+    assert limit is not None and limit < atom_count(HUGE)[1]
+    start = time.monotonic()
+    frame = realise_run(run, RealisationSettings(trials=2))
+    assert time.monotonic() - start < 30
+    huge = frame.iloc[0]
+    assert huge["status"] == "rejected" and huge["reason"] == "too_many_atoms" and huge["realised"] == False  # noqa: E712
+    assert f"the limit of {limit} (model card limits.max_atoms)" in huge["message"]
+    assert "27000 orbits" in huge["message"] and huge["realisation_seconds"] < 5
+    assert frame.iloc[1]["realised"] == True  # noqa: E712 - the other sample is realised
+    info = run.info["realisation"]
+    assert info["settings"]["max_atoms"] == limit and info["counts"]["reasons"] == {"too_many_atoms": 1}
+
+
+def test_the_size_counts_multiplicities_in_the_primitive_cell():
+    rocksalt = {"space_group": 225, "sites": [{"element": "Na", "letter": "a"}, {"element": "Cl", "letter": "b"}]}
+    assert atom_count(rocksalt) == (8, 2)  # F: 4 lattice points
+    assert atom_count({"space_group": 221, "sites": [{"element": "O", "letter": "d"}]}) == (3, 3)
+    with pytest.raises(ValueError, match="more than the limit of 1 ") as info:
+        realise_one(rocksalt, RealisationSettings(max_atoms=1), "t", 0)
+    assert info.value.reason == "too_many_atoms"
+
+
+def test_a_slow_placement_stops_at_the_time_limit(home):
+    """200 atoms in P1 take PyXtal several seconds: the sample's limit stops it with reason `timeout`."""
+    slow = {"space_group": 1, "sites": [{"element": el, "letter": "a"} for el in ("Mg", "O") for _ in range(100)]}
+    start = time.monotonic()
+    with pytest.raises(ValueError, match="realisation took more than 0.3 s") as info:
+        realise_one(slow, RealisationSettings(seconds=0.3, max_atoms=500), "t", 0)
+    assert info.value.reason == "timeout" and time.monotonic() - start < 5
+
+
+def test_the_deadline_survives_a_bare_except():
+    """PyXtal wraps attempts in bare `except:`: the alarm repeats, so the first one outside them stops it."""
+    start = time.monotonic()
+    with pytest.raises(RealisationTimeout), deadline(0.2):
+        for _ in range(40):
+            try:
+                time.sleep(0.02)
+            except:  # noqa: E722 - what PyXtal does in places
+                pass
+        time.sleep(10)
+    assert time.monotonic() - start < 3

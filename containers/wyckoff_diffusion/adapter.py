@@ -1,30 +1,34 @@
 """wyckoff_diffusion: the sampling contract around httk/wyckoffdiff (Ekström Kelvinius et al., ICML 2025).
 
-WyckoffDiff generates a space group and a Wyckoff occupation (no coordinates): `main.py --mode generate`
-saves `torch.save(batch.to_data_list())` next to the checkpoint, then `--mode post_process --enrich_data
---save_protostructures` labels each sample with its protostructure. Each sample becomes a Wyckoff record
-(slot.wyckoff); the orchestrator's realisation stage gives it coordinates. No checkpoint is published:
-`train` fits one on the mounted splits. Runs under the upstream environment's Python 3.12.
+WyckoffDiff generates a space group and a Wyckoff occupation (no coordinates). Sampling runs the upstream
+`main.py --mode generate` in chunks of `sample_batch_size` samples (one checkpoint folder per chunk: the samples
+are saved next to the checkpoint), then `--mode post_process --enrich_data`, which labels each sample with its
+protostructure (or leaves it unlabelled when the occupation is not a crystal). Each labelled sample becomes a
+Wyckoff record (slot.wyckoff); the orchestrator's realisation stage gives it coordinates. No checkpoint is
+published: `train` fits one on the mounted splits, as a dataset of its own name registered in the upstream
+registry with the space-group prior of its training split (upstream_main.py). Runs under Python >= 3.8.
 """
 
-import csv
 import glob
 import json
 import os
 import shutil
 import subprocess
 import sys
+import time
 
 import gencsp_helper as g
 
 UPSTREAM = os.environ.get("GENCSP_UPSTREAM", "/opt/wyckoffdiff")
+LAUNCHER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "upstream_main.py")
 COMMIT = "dc5e84983117ebcb5e6e27b429662bd06cf3234f"
 MODEL = {"name": "wyckoff_diffusion", "upstream": {"repo": "https://github.com/httk/wyckoffdiff", "commit": COMMIT}}
 # Wyckoff position index (0 = 'a') -> letter; groups with 27 positions end with 'A' (Pmmm).
 LETTERS = "abcdefghijklmnopqrstuvwxyzA"
-# gencsp dataset -> the upstream's registered dataset whose spg marginal and file names are used.
-UPSTREAM_DATASETS = {"mp_20": "mp20", "carbon_24": "carbon24"}
 TRAIN_INFO = "gencsp_train.json"
+PRIOR = "prior.json"
+NO_PRIOR = "-"  # upstream_main.py: a checkpoint of one of the upstream's own datasets
+NUM_ELEMENTS = 100  # upstream default (args_and_config.py), the element columns the model sees
 
 
 class UpstreamError(RuntimeError):
@@ -86,141 +90,233 @@ def load_samples(path):
     return torch.load(path, map_location="cpu", weights_only=False)
 
 
-def protostructures(folder, generated):
-    """Rows of the post-processing CSV `<name>_protostructures.csv` for this generated file, or None."""
-    stem = os.path.splitext(os.path.basename(generated))[0]
-    paths = glob.glob(os.path.join(folder, "post_processed", stem + "*protostructures.csv"))
-    if not paths:
-        return None
-    with open(paths[0]) as handle:
-        return list(csv.DictReader(handle))
-
-
-def latest_generated(folder):
-    files = [p for p in glob.glob(os.path.join(folder, "generated_samples_N=*.pt"))]
-    return max(files, key=os.path.getmtime) if files else None
+def label_of(data):
+    """The protostructure upstream's post-processing gave this sample; None where it could not label it."""
+    label = getattr(data, "aflow_label", None)
+    return label if isinstance(label, str) and label.strip() else None
 
 
 # --- upstream invocation ----------------------------------------------------------------------
 
 
 def run(argv, cwd):
-    print("gencsp: running {}".format(" ".join(argv)), flush=True)
-    return subprocess.call(argv, cwd=cwd)
+    """Run an upstream step; log its wall and CPU time (the CPU time does not depend on a loaded machine)."""
+    import resource
+
+    print("gencsp: running {}".format(" ".join(str(a) for a in argv)), flush=True)
+    before, start = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic()
+    code = subprocess.call([str(a) for a in argv], cwd=cwd)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    print("gencsp: {} took {:.1f} s ({:.1f} s CPU, peak {:.0f} MB), status {}".format(
+        argv[4] if len(argv) > 4 and argv[3] == "--mode" else os.path.basename(str(argv[1])),
+        time.monotonic() - start, cpu, after.ru_maxrss / 1024.0, code), flush=True)
+    return code
 
 
-def main_py(mode, *args):
-    return [sys.executable, os.path.join(UPSTREAM, "main.py"), "--mode", mode] + [str(a) for a in args]
+def main_py(prior, mode, *args):
+    """WyckoffDiff's main.py, unchanged, run by upstream_main.py (which registers a gencsp dataset's prior)."""
+    return [sys.executable, LAUNCHER, prior or NO_PRIOR, "--mode", mode] + [str(a) for a in args]
 
 
 def device_flags(device):
     return [] if device == "cuda" else ["--disable_cuda"]
 
 
+def find_checkpoint(source):
+    """The parameters file in a checkpoint folder (a gencsp training's out/model, or an upstream run folder)."""
+    if os.path.isfile(source):
+        return source
+    candidates = [p for p in glob.glob(os.path.join(source, "**", "*.pt"), recursive=True)
+                  if not os.path.basename(p).startswith("generated_samples") and "post_processed" not in p]
+    if not candidates:
+        raise g.ContractError(f"{source}: no *.pt checkpoint inside")
+    # the upstream's names: best_parameters.pt, then parameters.pt (end of the last epoch), parameters_<epoch>.pt
+    for name in ("best_parameters.pt", "parameters.pt"):
+        named = [p for p in candidates if os.path.basename(p) == name]
+        if named:
+            return max(named, key=os.path.getmtime)
+    return max(candidates, key=os.path.getmtime)
+
+
+def read_json(path):
+    if not os.path.isfile(path):
+        return {}
+    with open(path) as handle:
+        return json.load(handle)
+
+
 def stage_checkpoint(session, work):
-    """Copy the checkpoint into /work/wyckoffdiff/checkpoints/<run>/: samples are saved next to it, and
-    --load must contain a `checkpoints` path component."""
+    """(parameters file, prior file or None, train info) of the request's checkpoint, copied under /work."""
     checkpoint = session.request.get("checkpoint")
     if not checkpoint:
         raise g.ContractError("wyckoff_diffusion has no public checkpoint: train one with `gencsp train "
                               "--model wyckoff_diffusion --dataset D` and pass --checkpoint <train>/out/model")
     source = session.path(checkpoint)
-    info = {}
-    if os.path.isdir(source):
-        if os.path.isfile(os.path.join(source, TRAIN_INFO)):
-            with open(os.path.join(source, TRAIN_INFO)) as handle:
-                info = json.load(handle)
-        candidates = [p for p in glob.glob(os.path.join(source, "**", "*.pt"), recursive=True)
-                      if not os.path.basename(p).startswith("generated_samples")]
-        if not candidates:
-            raise g.ContractError(f"{source}: no *.pt checkpoint inside")
-        best = [p for p in candidates if "best" in os.path.basename(p)]
-        source = max(best or candidates, key=os.path.getmtime)
-    run_dir = os.path.join(work, "wyckoffdiff", "checkpoints", "gencsp")
-    if os.path.isdir(run_dir):
-        shutil.rmtree(run_dir)
-    os.makedirs(run_dir)
-    target = os.path.join(run_dir, os.path.basename(source))
-    shutil.copyfile(source, target)
-    return target, info
+    folder = source if os.path.isdir(source) else os.path.dirname(source)
+    info = read_json(os.path.join(folder, TRAIN_INFO))
+    staged = os.path.join(work, "wyckoffdiff", "staged")
+    os.makedirs(staged, exist_ok=True)
+    parameters = os.path.join(staged, "parameters.pt")
+    shutil.copyfile(find_checkpoint(source), parameters)
+    prior = None
+    if os.path.isfile(os.path.join(folder, PRIOR)):
+        prior = os.path.join(staged, PRIOR)
+        shutil.copyfile(os.path.join(folder, PRIOR), prior)
+    return parameters, prior, info
+
+
+def chunk_folder(root, parameters, k):
+    """checkpoints/gencsp-<k>/parameters.pt (a link): --load must contain a `checkpoints` component, the samples
+    are saved next to it and post_process reads a whole folder, so each chunk gets its own."""
+    folder = os.path.join(root, "checkpoints", f"gencsp-{k:04d}")
+    if os.path.isdir(folder):
+        shutil.rmtree(folder)
+    os.makedirs(folder)
+    link = os.path.join(folder, "parameters.pt")
+    os.symlink(parameters, link)
+    return folder, link
+
+
+def chunks(requested, size):
+    return [requested[k:k + size] for k in range(0, len(requested), size)]
 
 
 def sample(session):
     if session.task != "generate":
         raise g.ContractError("wyckoff_diffusion is unconditional: it only does generate")
     work = session.path("/work")
-    checkpoint, info = stage_checkpoint(session, work)
-    session.model["checkpoint_sha256"] = g.sha256_file(checkpoint)
-    folder, root = os.path.dirname(checkpoint), os.path.join(work, "wyckoffdiff")
-    requested = session.requested()
-    dataset = ["--dataset", info["dataset"]] if info.get("dataset") else []
-    code = run(main_py("generate", "--num_samples", len(requested), "--load", checkpoint, "--seed", session.seed,
-                       *dataset, *device_flags(session.device)), root)
-    generated = latest_generated(folder)
-    if not generated:
-        raise UpstreamError(f"WyckoffDiff wrote no generated_samples file (exit status {code})")
-    post = run(main_py("post_process", "--enrich_data", "--save_protostructures", "--load", folder, *dataset), root)
-    labels = protostructures(folder, generated)
-    if post or labels is None:
-        print(f"gencsp: protostructure post-processing failed (status {post}); records come from the raw samples"
-              , flush=True)
-    answer(session, requested, load_samples(generated), labels)
-    if code:
-        raise UpstreamError(f"WyckoffDiff generate exited with status {code}")
+    parameters, prior, info = stage_checkpoint(session, work)
+    session.model["checkpoint_sha256"] = g.sha256_file(parameters)
+    root = os.path.join(work, "wyckoffdiff")
+    size = max(1, int(session.options.get("sample_batch_size") or session.batch_size))
+    post = bool(session.options.get("post_process", True))
+    for k, part in enumerate(chunks(session.requested(), size)):
+        seed = g.derived_seed(session.seed, "wyckoffdiff-chunk", k)
+        folder, link = chunk_folder(root, parameters, k)
+        start = time.monotonic()
+        code = run(main_py(prior, "generate", "--num_samples", len(part), "--load", link, "--seed", seed,
+                           *device_flags(session.device)), root)
+        generated = sorted(glob.glob(os.path.join(folder, "generated_samples_N=*.pt")))
+        if code or not generated:
+            raise UpstreamError(f"WyckoffDiff generate exited with status {code} ({len(generated)} file(s) written)")
+        samples = load_samples(generated[0])
+        labelled = post_process(prior, folder, generated[0], root) if post else None
+        per_sample = (time.monotonic() - start) / max(1, len(part))
+        answer(session, part, samples, labelled, per_sample)
 
 
-def answer(session, requested, samples, labels):
-    """Sample k answers request k; one without a protostructure (when the CSV lines up) fails."""
-    aligned = labels is not None and len(labels) == len(samples)
+def post_process(prior, folder, generated, root):
+    """The samples enriched by upstream's post-processing (each with its `aflow_label`), or None if it failed."""
+    code = run(main_py(prior, "post_process", "--enrich_data", "--save_protostructures", "--load", folder), root)
+    enriched = os.path.join(folder, "post_processed", os.path.basename(generated))
+    if code or not os.path.isfile(enriched):
+        print(f"gencsp: post-processing failed (status {code}); these records come from the raw samples",
+              flush=True)
+        return None
+    return load_samples(enriched)
+
+
+def answer(session, requested, samples, labelled, seconds):
+    """Sample k of the chunk answers request k; one the post-processing could not label fails."""
     for k, (target, index) in enumerate(requested):
         if k >= len(samples):
-            session.fail(target["id"], index, "WyckoffDiff generated fewer samples than requested")
+            session.fail(target["id"], index, "WyckoffDiff generated fewer samples than requested", seconds)
             continue
-        with session.slot(target, index) as slot:
-            if aligned and not (labels[k].get("protostructure") or "").strip():
-                raise ValueError("post-processing found no protostructure for this occupation")
+        try:
+            if labelled is not None and (len(labelled) != len(samples) or label_of(labelled[k]) is None):
+                raise ValueError("WyckoffDiff's post-processing found no protostructure for this occupation")
             group, sites = wyckoff_sites(samples[k], element_symbol)
-            slot.wyckoff(group, sites)
+        except Exception as exc:  # noqa: BLE001 - one bad sample fails alone
+            session.fail(target["id"], index, f"{type(exc).__name__}: {exc}", seconds)
+            continue
+        session.save_wyckoff(target["id"], index, group, sites, seconds=seconds)
 
 
 # --- train --------------------------------------------------------------------------------------
 
 
-def protostructure_label(structure):
-    """aviary's spglib protostructure label (the `wyckoff_spglib` column of WyckoffDiff's raw CSVs)."""
-    from aviary.wren import utils
+def checked_label(label, parse, free_parameters):
+    """`label` if it is a protostructure a crystal can have, else ValueError.
 
-    for name in ("get_protostructure_label_from_spglib", "get_aflow_label_from_spglib"):
-        if hasattr(utils, name):
-            return getattr(utils, name)(structure)
-    raise ImportError("aviary.wren.utils has no spglib protostructure labeller")
+    aviary's labeller returns its error message as the label unless raise_errors is set ('Invalid WP
+    multiplicities - ...', or '' when spglib gives up), and spglib can put two atoms on one 0-DoF position
+    (overlapping sites): neither may reach the training set.
+    """
+    if not isinstance(label, str) or ":" not in label or label.startswith("Invalid"):
+        raise ValueError(f"not a protostructure label: {label!r}")
+    group, _, elements, sets = parse(label)
+    from pymatgen.core.periodic_table import Element
+
+    for element in set(elements):
+        if not Element.is_valid_symbol(element):
+            raise ValueError(f"{label!r}: {element!r} is not an element")
+    fixed = [letter for letter in sets[0] if free_parameters[str(group)][letter] == 0]
+    doubled = sorted({letter for letter in fixed if fixed.count(letter) > 1})
+    if doubled:
+        raise ValueError("{!r}: more than one atom on 0-DoF position(s) {}".format(label, ", ".join(doubled)))
+    return label
+
+
+def protostructure_label(structure):
+    """aviary's spglib protostructure label (the `wyckoff_spglib` column of WyckoffDiff's raw CSVs), or
+    ValueError: a labelling error is never passed on as a label."""
+    from aviary.wren import data, utils
+
+    return checked_label(utils.get_protostructure_label_from_spglib(structure, raise_errors=True),
+                         data.parse_protostructure_label, utils.param_dict)
 
 
 def convert_split(source, target, label_fn, prop=None):
-    """A gencsp split (material_id, cif, properties) -> WyckoffDiff's raw CSV (wyckoff_spglib + an energy column)."""
+    """A gencsp split (material_id, cif, properties) -> WyckoffDiff's raw CSV (wyckoff_spglib + an energy column).
+
+    Returns (rows kept, {reason: rows skipped}).
+    """
     import pandas as pd
     from pymatgen.core import Structure
 
     frame = pd.read_csv(source)
     energy = prop if prop in frame.columns else None
-    rows, skipped = [], 0
+    rows, skipped = [], {}
     for _, row in frame.iterrows():
         try:
             label = label_fn(Structure.from_str(row["cif"], fmt="cif"))
-        except Exception:  # noqa: BLE001 - spglib gives up on a few cells; counted, not fatal
-            skipped += 1
+        except Exception as exc:  # noqa: BLE001 - spglib gives up on a few cells; counted, not fatal
+            reason = type(exc).__name__
+            skipped[reason] = skipped.get(reason, 0) + 1
             continue
         rows.append({"material_id": row["material_id"], "wyckoff_spglib": label,
                      "formation_energy_per_atom": float(row[energy]) if energy else 0.0})
     os.makedirs(os.path.dirname(target), exist_ok=True)
-    pd.DataFrame(rows).to_csv(target, index=False)
+    pd.DataFrame(rows, columns=["material_id", "wyckoff_spglib", "formation_energy_per_atom"]).to_csv(
+        target, index=False)
     return len(rows), skipped
+
+
+def dataset_name(dataset):
+    """The name the training set is registered under upstream: never one of its own (wbm, mp20, carbon24),
+    whose hard-coded priors are another data set's."""
+    return "gencsp_" + "".join(c if c.isalnum() else "_" for c in dataset.lower())
+
+
+def train_argv(request, name, prior):
+    options = request.get("options") or {}
+    argv = main_py(prior, "train_d3pm", "--d3pm_transition", options.get("d3pm_transition", "uniform"),
+                   "--logger", "model_only", "--dataset", name, "--seed", request.get("seed", 0),
+                   *device_flags(request.get("device", "cuda")))
+    for option, flag in (("t_max", "--t_max"), ("train_batch_size", "--batch_size"), ("lr", "--lr"),
+                         ("hidden_dim", "--hidden_dim"), ("num_gnn_layers", "--num_gnn_layers")):
+        if options.get(option) is not None:
+            argv += [flag, str(options[option])]
+    if request.get("max_epochs"):
+        argv += ["--epochs", str(request["max_epochs"])]
+    return argv
 
 
 def train(request, out_dir):
     path = g.Session.path  # container -> host paths when run on the host (GENCSP_PATH_MAP)
     options = request.get("options") or {}
-    suffix = UPSTREAM_DATASETS.get(request["dataset"], "mp20")
+    name = dataset_name(request["dataset"])
     root = os.path.join(path(None, "/work"), "wyckoffdiff")
     for split in ("train", "val", "test"):
         if split not in request["splits"]:
@@ -228,20 +324,29 @@ def train(request, out_dir):
                 sorted(request["splits"])))
             return 2
         kept, skipped = convert_split(path(None, request["splits"][split]),
-                                      os.path.join(root, "data", suffix, "raw", f"{suffix}_{split}.csv"),
+                                      os.path.join(root, "data", name, "raw", f"{name}_{split}.csv"),
                                       protostructure_label, options.get("property"))
-        print(f"gencsp: {split} split: {kept} structures labelled, {skipped} skipped", flush=True)
-    epochs = ["--epochs", request["max_epochs"]] if request.get("max_epochs") else []
-    code = run(main_py("train_d3pm", "--d3pm_transition", options.get("d3pm_transition", "uniform"),
-                       "--logger", "model_only", "--dataset", suffix, "--seed", request.get("seed", 0),
-                       "--num_workers", 0, *epochs, *device_flags(request.get("device", "cuda"))), root)
+        print("gencsp: {} split: {} structures labelled, skipped: {}".format(split, kept, skipped or "none"),
+              flush=True)
+        if not kept:
+            sys.stderr.write(f"wyckoff_diffusion: no structure of the {split} split could be labelled\n")
+            return 1
     model = os.path.join(out_dir, "model")
+    os.makedirs(model, exist_ok=True)
+    prior = os.path.join(model, PRIOR)
+    code = run([sys.executable, LAUNCHER, "--count", prior, name, NUM_ELEMENTS], root)
+    if code:
+        sys.stderr.write(f"wyckoff_diffusion: counting the training set's prior failed (status {code})\n")
+        return code
+    code = run(train_argv(request, name, prior), root)
     if os.path.isdir(os.path.join(root, "checkpoints")):
         shutil.copytree(os.path.join(root, "checkpoints"), os.path.join(model, "checkpoints"), dirs_exist_ok=True)
     if not glob.glob(os.path.join(model, "checkpoints", "**", "*.pt"), recursive=True):
         sys.stderr.write(f"WyckoffDiff training left no checkpoint (exit status {code})\n")
         return code or 1
-    g.atomic_write(os.path.join(model, TRAIN_INFO), json.dumps({"dataset": suffix, "source": request["dataset"]}))
+    g.atomic_write(os.path.join(model, TRAIN_INFO), json.dumps({
+        "dataset": name, "source": request["dataset"], "prior": PRIOR,
+        "options": {k: v for k, v in options.items() if k in ("d3pm_transition", "t_max", "train_batch_size")}}))
     return code
 
 

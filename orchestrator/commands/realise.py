@@ -7,7 +7,10 @@ from pathlib import Path
 # Options left unset keep RealisationSettings' defaults (imported lazily: `gencsp --help` stays instant).
 OPTIONS = (("--trials", int, "PyXtal placements per sample (default 5)"), ("--seed", int, "default 0"),
            ("--volume-factor", float, "PyXtal volume factor (default 1.1)"),
-           ("--relax-steps", int, "CHGNet steps (default 300)"), ("--fmax", float, "CHGNet force limit (default 0.1)"))
+           ("--relax-steps", int, "CHGNet steps (default 300)"), ("--fmax", float, "CHGNet force limit (default 0.1)"),
+           ("--max-atoms", int, "primitive-cell atoms; larger descriptions are rejected unplaced (default: the model "
+                                "card's limits.max_atoms, else 200)"),
+           ("--seconds", float, "time limit per sample, trials included (default 60)"))
 
 
 def register(sub) -> None:
@@ -35,12 +38,13 @@ def settings_from(args):
 
 def cmd_realise(args) -> int:
     from ..console import out
-    from ..realise import FAILED_REASON, realise_run
+    from ..realise import realise_run
     from ..runs import Run
 
-    frame = realise_run(Run(args.run), settings_from(args), force=args.force, progress=True)
-    realised = int(frame["realised"].eq(True).sum())
-    failed = int(frame["reason"].eq(FAILED_REASON).sum())
-    out.print(f"{realised} Wyckoff sample(s) realised, {failed} failed ({FAILED_REASON}); settings in run.json",
-              highlight=False)
+    run = Run(args.run)
+    realise_run(run, settings_from(args), force=args.force, progress=True)
+    counts = run.info["realisation"]["counts"]
+    reasons = ", ".join(f"{n} {reason}" for reason, n in counts["reasons"].items())
+    out.print(f"{counts['realised']} Wyckoff sample(s) realised, {counts['failed']} failed"
+              f"{f' ({reasons})' if reasons else ''}; settings in run.json", highlight=False)
     return 0
