@@ -21,15 +21,25 @@ from schemas import Task
 pytestmark = pytest.mark.docker
 
 
-def shard_containers(client) -> set[str]:
-    return {c.id for c in client.containers.list(all=True, filters={"label": "gencsp.role=shard"})}
+def shard_containers(client, image: str) -> set[str]:
+    return {c.id for c in client.containers.list(all=True, filters={"label": "gencsp.role=shard", "ancestor": image})}
 
 
 @pytest.fixture
 def no_shard_left(docker_client):
-    """Assert that the test removed every shard container it made (others on a shared daemon are not ours)."""
-    before = shard_containers(docker_client)
-    return lambda: not (shard_containers(docker_client) - before)
+    """no_shard_left(image): the test removed every shard container it made of that image (a shared daemon
+    may run other shards meanwhile)."""
+    before: dict[str, set[str]] = {}
+
+    def check(image: str) -> bool:
+        return not (shard_containers(docker_client, image) - before[image])
+
+    for image in ("gencsp/random_search", "gencsp/net_probe"):
+        try:
+            before[image] = shard_containers(docker_client, image)
+        except Exception:  # noqa: BLE001 - an image not built yet has no container
+            before[image] = set()
+    return check
 
 
 def bench(runtime, tmp_path, **kw):
@@ -51,7 +61,7 @@ def test_docker_gives_the_same_structures_as_the_host(home, tmp_path, baseline_i
     cif = next((run.shards()[0].out_dir / "structures").iterdir())
     assert cif.stat().st_uid == os.getuid()
     assert run.shards()[0].log_path.exists()
-    assert no_shard_left()
+    assert no_shard_left("gencsp/random_search")
 
 
 def test_replay_through_docker_mounts_the_split_read_only(home, tmp_path, baseline_images):
@@ -128,7 +138,7 @@ def test_time_limit_kills_and_removes_the_container(home, tmp_path, probe_image,
     run, states, frame = probe_run(home, tmp_path, probe_image, monkeypatch, sleep=120, timeout=5)
     assert states[0]["runtime_failure"] == "timed out after 5 s"
     assert states[0]["status"] == "failed" and set(frame["reason"]) == {"timeout"}
-    assert no_shard_left()
+    assert no_shard_left("gencsp/net_probe")
 
 
 def test_a_missing_image_is_never_pulled(home, tmp_path):
