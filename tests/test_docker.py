@@ -1,6 +1,7 @@
 """The Docker runtime, for real: confinement, failures, logs, identical results."""
 
 import os
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -199,3 +200,33 @@ def test_bench_row_equals_evaluate_on_the_same_structures(home, tmp_path, baseli
     assert {k: v for k, v in bench.items() if k not in costs} == evaluated
     if model == "replay":  # the truths themselves: the calibration ceiling
         assert evaluated["cdvae.match_rate"] == 1.0
+
+
+def test_sigterm_removes_the_running_container_and_the_run_resumes(home, tmp_path, probe_image, monkeypatch,
+                                                                   docker_client, no_shard_left):
+    """A signal ends gencsp, not the daemon's containers: `gencsp bench` removes what it started."""
+    import signal
+    import threading
+
+    from orchestrator.cli import main
+
+    monkeypatch.setattr(paths, "CONTAINERS_DIR", probe_image)
+    seen = []
+
+    def terminate_once_running():
+        for _ in range(1200):
+            running = docker_client.containers.list(filters={"ancestor": "gencsp/net_probe", "status": "running"})
+            if running:
+                seen.extend(c.id for c in running)
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+            time.sleep(0.25)
+
+    threading.Thread(target=terminate_once_running, daemon=True).start()
+    argv = ["bench", "--model", "net_probe", "--dataset", "mini", "--split", "test", "--task", "csp", "--limit", "1",
+            "--option", "sleep=300", "--runtime", "docker", "--retries", "0", "--run-dir", str(tmp_path / "bench")]
+    assert main(argv) == 130
+    assert seen and no_shard_left("gencsp/net_probe")
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler was only for the command
+    (run,) = (tmp_path / "bench").iterdir()
+    assert (run / "run.json").is_file()  # the run is on disk: the same command resumes it
