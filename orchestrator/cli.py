@@ -4,8 +4,11 @@ so that `gencsp --help` stays instant."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import signal
 import sys
+import threading
 
 from . import __version__
 
@@ -58,15 +61,43 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if args.command is None else 2
     from .errors import GencspError
 
+    with terminate_as_interrupt():
+        try:
+            return int(args.func(args) or 0)
+        except GencspError as exc:
+            from .console import err
+
+            err.print(f"[bold red]error:[/] {exc}", highlight=False)
+            return 1
+        except KeyboardInterrupt:
+            stop_containers()
+            return 130
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt():
+    """SIGTERM (kill, scancel, a CI timeout) ends a command as Ctrl-C does: `finally` blocks run and
+    containers are removed; the run's state stays on disk for a resume."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
     try:
-        return int(args.func(args) or 0)
-    except GencspError as exc:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def stop_containers() -> None:
+    docker = sys.modules.get("orchestrator.runtimes.docker")  # loaded only if this command ran containers
+    if docker is not None and docker.stop_live():
         from .console import err
 
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+        err.print("stopped the containers this command had started; the run resumes where it stopped")
 
 
 if __name__ == "__main__":

@@ -102,6 +102,9 @@ class Variant(Strict):
     base: str | None = Field(default=None, description="BASE_IMAGE; a `debian:<suite>-slim` base can be made "
                                                        "locally with `gencsp build-base --suite <suite>`.")
     build_args: dict[str, str] = Field(default_factory=dict)
+    seconds_per_sample: float | None = Field(
+        default=None, gt=0, description="This build's time per sample where it differs from the card's "
+                                        "resources (a CPU build of a GPU model); it sets the shards' time limit.")
 
 
 class E2ETrain(Strict):
@@ -196,4 +199,8 @@ class ModelCard(Strict):
         repository = self.image_name
         if ":" in repository.rsplit("/", 1)[-1]:  # drop a tag, keep a registry port
             repository = repository.rsplit(":", 1)[0]
-        return self.model_copy(update={"image": f"{repository}:{variant}"})
+        update = {"image": f"{repository}:{variant}"}
+        seconds = self.variants[variant].seconds_per_sample
+        if seconds is not None:
+            update["resources"] = self.resources.model_copy(update={"seconds_per_sample": seconds})
+        return self.model_copy(update=update)

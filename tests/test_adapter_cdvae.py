@@ -168,6 +168,9 @@ def test_generate_runs_evaluate_on_a_writable_copy(tmp_path):
     assert (tmp_path / "work" / "cdvae-model" / "eval_gen_gencsp.pt").exists()
     sizes = [row["num_atoms"] for row in report.rows]
     assert sizes == [2, 3, 4, 2, 3, 4, 2]  # crystal k answers sample k
+    # the one upstream call's time is shared equally by its samples
+    assert len({row["seconds"] for row in report.rows}) == 1 and report.rows[0]["seconds"] > 0
+    assert len({row["cpu_seconds"] for row in report.rows}) == 1 and report.rows[0]["cpu_seconds"] > 0
 
 
 @pytest.mark.parametrize("mode, code, message", [

@@ -102,6 +102,61 @@ def test_training_config_bounds_epochs_and_saves_after_the_last_step(tmp_path, m
     assert yaml.safe_load(score.yaml_text({"eps": 1e-08}))["eps"] == 1e-08  # a float again, as main.py needs
 
 
+# Written by upstream's sampler (smoke-trained weights, T=1, space group 123): round_positions snapped four O
+# images, more than 0.4 A apart before, onto one special position; pymatgen then refuses the whole file.
+SNAPPED = """CIF file written using JARVIS-Tools package.
+data_Tl4RuO2F4
+_symmetry_space_group_name_H-M  'P 1'
+_cell_length_a       10.1616
+_cell_length_b       10.1616
+_cell_length_c       10.0485
+_cell_angle_alpha    90
+_cell_angle_beta     90
+_cell_angle_gamma    90
+
+_symmetry_Int_Tables_number  1
+_chemical_formula_structural  Tl4RuO2F4
+_chemical_formula_sum  F8O4Ru2Tl8
+_cell_volume  1037.5972742637452
+_cell_formula_units_Z  2
+loop_
+  _symmetry_equiv_pos_site_id
+ _symmetry_equiv_pos_as_xyz
+ 1  'x, y, z'
+loop_
+ _atom_site_type_symbol
+ _atom_site_label
+ _atom_site_symmetry_multiplicity
+ _atom_site_fract_x
+ _atom_site_fract_y
+ _atom_site_fract_z
+ _atom_site_fract_occupancy
+ F  F1  1  0.32291  0.67709  0.72063  1
+ O  O1  1  1.00000  0.00000  0.50000  1
+ O  O2  1  1.00000  0.00000  0.50000  1
+ O  O3  1  1.00000  0.00000  0.50000  1
+ O  O4  1  0.00000  0.00000  0.50000  1
+ Ru  Ru1  1  0.50000  0.50000  0.92252  1
+ Tl  Tl1  1  0.71879  0.71879  0.16115  1
+"""
+
+
+def test_atoms_snapped_onto_one_site_fail_their_sample_saying_so(tmp_path):
+    path = tmp_path / "1.cif"
+    path.write_text(SNAPPED)
+    with pytest.raises(ValueError, match=r"^1\.cif: 3 atoms on a site another atom holds"):
+        score.cif_from_jarvis(str(path))
+    fine = tmp_path / "2.cif"
+    one_o = SNAPPED.split(" O  O2")[0] + SNAPPED.split(" O  O4  1  0.00000  0.00000  0.50000  1\n")[1]
+    fine.write_text(one_o)
+    assert score.atoms_on_taken_sites(str(fine)) == 0
+    assert "Tl" in score.cif_from_jarvis(str(fine))
+    broken = tmp_path / "3.cif"
+    broken.write_text("data_x\n_cell_length_a 1\n")
+    with pytest.raises(ValueError, match=r"^3\.cif: "):
+        score.cif_from_jarvis(str(broken))
+
+
 # --- main.py replaced by a stand-in writing jarvis CIFs in its tree ---------------------------
 
 MAIN = '''

@@ -115,3 +115,15 @@ def test_every_model_folder_has_a_valid_card():
     for name, card in cards.items():
         assert card.name == name
         assert (models.folder(name) / "adapter.py").is_file(), name
+
+
+def test_a_variant_names_its_image_and_sets_its_own_time_per_sample():
+    from orchestrator.executors.local import ShardPolicy
+    from orchestrator.models import get
+
+    card = get("cdvae")
+    cpu, cuda = card.with_variant("cpu"), card.with_variant("cuda")
+    assert cpu.image_name.endswith("cdvae:cpu") and cuda.image_name.endswith("cdvae:cuda")
+    assert cuda.resources.seconds_per_sample == card.resources.seconds_per_sample
+    assert cpu.resources.seconds_per_sample == card.variants["cpu"].seconds_per_sample > card.resources.seconds_per_sample
+    assert ShardPolicy.timeout_for_samples(cpu, 20) > ShardPolicy.timeout_for_samples(cuda, 20)

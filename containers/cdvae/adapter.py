@@ -186,6 +186,7 @@ def sample(session):
     work = work_dir(session)
     env = upstream_env({"HYDRA_JOBS": os.path.join(work, "hydra"), "WABDB_DIR": os.path.join(work, "wandb")})
     requested = session.requested()
+    meter = session.meter()  # one upstream call answers every sample: its cost is shared
     if session.task == "csp":
         spec_path = os.path.join(work, "csp_spec.json")
         g.atomic_write(spec_path, json.dumps(csp_spec(session)))
@@ -203,19 +204,26 @@ def sample(session):
         code = run(argv, env, UPSTREAM)
         path = os.path.join(model_dir, f"eval_gen_{LABEL}.pt")
         crystals = crystals_from_eval(load_eval(path)) if os.path.isfile(path) else []
-    answer(session, requested, crystals, code)
+    answer(session, requested, crystals, code, meter)
 
 
-def answer(session, requested, crystals, code):
-    """Crystal k answers requested sample k; the rest fail with the upstream's exit status."""
+def answer(session, requested, crystals, code, meter=None):
+    """Crystal k answers requested sample k; the rest fail with the upstream's exit status. Each sample
+    carries an equal share of the upstream call's wall and CPU time (`meter`)."""
+    share = max(1, len(requested))
+    seconds, cost = (meter.seconds() / share, meter.cost(share=share)) if meter else (0.0, None)
     for k, (target, index) in enumerate(requested):
         if k >= len(crystals):
             why = f"CDVAE exited with status {code} before producing this sample" if code \
                 else "CDVAE produced fewer crystals than requested"
-            session.fail(target["id"], index, why)
+            session.fail(target["id"], index, why, seconds=seconds, cost=cost)
             continue
-        with session.slot(target, index) as slot:
-            slot.cif(crystal_cif(*crystals[k]))
+        try:
+            text = crystal_cif(*crystals[k])
+        except Exception as exc:  # noqa: BLE001 - a crystal that cannot be written is a failed sample
+            session.fail(target["id"], index, f"{type(exc).__name__}: {exc}", seconds=seconds, cost=cost)
+            continue
+        session.save_cif(target["id"], index, text, seconds=seconds, cost=cost)
     if code:
         raise UpstreamError(f"CDVAE exited with status {code}")
 

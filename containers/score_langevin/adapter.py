@@ -132,10 +132,33 @@ def cif_from_jarvis(path):
     from pymatgen.core import Structure
     from pymatgen.io.cif import CifWriter
 
-    structure = Structure.from_file(path)
+    name = os.path.basename(path)
+    try:
+        structure = Structure.from_file(path)
+    except Exception as exc:  # pymatgen's message ("no structures") does not say why
+        shared = atoms_on_taken_sites(path)
+        if shared:
+            raise ValueError(f"{name}: {shared} atoms on a site another atom holds (upstream rounds positions onto "
+                             "special positions after merging atoms closer than 0.4 A)") from exc
+        raise ValueError(f"{name}: {exc}") from exc
     if len(structure) == 0:
-        raise ValueError(f"{os.path.basename(path)}: no atoms")
+        raise ValueError(f"{name}: no atoms")
     return str(CifWriter(structure))
+
+
+def atoms_on_taken_sites(path, tolerance=1e-3):
+    """How many atoms of a P1 CIF sit (within `tolerance`, fractional) on the site of an earlier atom."""
+    import numpy as np
+    from pymatgen.io.cif import CifFile
+
+    try:
+        block = next(iter(CifFile.from_file(path).data.values()))
+        coords = np.array([[float(v) for v in block.data["_atom_site_fract_" + k]] for k in "xyz"]).T % 1.0
+    except Exception:  # noqa: BLE001 - not a readable atom loop: nothing to count
+        return 0
+    diff = np.abs(coords[:, None] - coords[None])
+    same = np.minimum(diff, 1.0 - diff).max(axis=-1) < tolerance
+    return int(np.triu(same, 1).any(axis=0).sum())
 
 
 def last_error(log_text):

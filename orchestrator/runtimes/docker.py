@@ -15,6 +15,22 @@ from .base import WORK_IN_CONTAINER, Mount, RunResult
 
 # Seconds to wait for the daemon to answer a control call (create, logs, remove).
 API_TIMEOUT = 120
+# Containers this process started and has not removed yet. The daemon owns them, so a signal that ends
+# gencsp does not end them: cli.main removes them on SIGTERM or Ctrl-C (stop_live).
+LIVE: set = set()
+
+
+def stop_live() -> int:
+    """Remove every container this process still runs; return how many."""
+    stopped = 0
+    for container in list(LIVE):
+        try:
+            container.remove(force=True)
+            stopped += 1
+        except Exception:  # noqa: BLE001 - already gone, or the daemon is down: nothing left to stop
+            pass
+        LIVE.discard(container)
+    return stopped
 
 
 def container_settings(card: ModelCard, argv: list[str], mounts: list[Mount], gpu: bool) -> dict:
@@ -88,6 +104,7 @@ class DockerRuntime:
         except docker.errors.APIError as exc:
             return RunResult(None, time.monotonic() - start, f"docker could not create the container: {exc}")
         failure, timed_out = None, False
+        LIVE.add(container)
         try:
             container.start()
             try:
@@ -102,8 +119,12 @@ class DockerRuntime:
         except docker.errors.APIError as exc:
             code, failure = None, f"docker failed while running the container: {exc}"
         finally:
-            self._save_logs(container, log_path)
-            container.remove(force=True)
+            try:
+                self._save_logs(container, log_path)
+                container.remove(force=True)
+            except docker.errors.NotFound:  # removed by stop_live on a signal
+                pass
+            LIVE.discard(container)
         return RunResult(code, time.monotonic() - start, failure, timed_out=timed_out)
 
     def interfaces(self, card: ModelCard) -> list[str]:
