@@ -45,13 +45,21 @@ def ensure_built(card: ModelCard, variant: str | None, runtime: str, result: E2E
     from . import images, models
 
     tagged = models.variant_card(card, variant)
-    if images.image_exists(images.client(), tagged.image_name):
-        result.stage("build", 0.0, note=f"{tagged.image_name} already built (not timed)")
-        return
+    existed = images.image_exists(images.client(), tagged.image_name)
     start = time.monotonic()
-    entry = images.build(card.name, variant=variant, upstream_mirror=mirror)
+    try:
+        # always built: Docker's cache makes an up-to-date image a matter of seconds, and an image built
+        # before a change of its adapter or helper would run stale code
+        entry = images.build(card.name, variant=variant, upstream_mirror=mirror)
+    except images.ImageError as exc:
+        if not existed:
+            raise
+        first = str(exc).splitlines()[0]
+        result.stage("build", 0.0, note=f"{tagged.image_name} built earlier, not brought up to date: {first}")
+        return
     result.stage("build", time.monotonic() - start, image=entry["image"], id=entry["id"],
-                 upstream_sha256=entry["labels"].get("gencsp.upstream.sha256"))
+                 upstream_sha256=entry["labels"].get("gencsp.upstream.sha256"),
+                 note="brought up to date from the build cache" if existed else "built")
 
 
 def train_stage(card: ModelCard, variant: str | None, runtime: str, result: E2EResult, train_dir: Path | None):
@@ -91,6 +99,7 @@ def bench_argv(card: ModelCard, spec: E2EBench, variant: str | None, runtime: st
     argv += ["--num-samples", str(spec.num_samples)] if spec.num_samples else []
     argv += ["--batch-size", str(spec.batch_size)] if spec.batch_size else []
     argv += ["--run-dir", str(run_dir)] if run_dir else []
+    argv += [] if spec.chgnet else ["--no-chgnet"]
     for key, value in spec.options.items():
         import json
 

@@ -126,6 +126,8 @@ class E2EBench(Strict):
     num_samples: int | None = Field(default=None, ge=1)
     batch_size: int | None = Field(default=None, ge=1)
     options: dict[str, Any] = Field(default_factory=dict)
+    chgnet: bool = Field(default=True, description="Compute the CHGNet-feature distance (fd_chgnet): minutes of "
+                                                   "CPU for a whole reference split.")
 
 
 class E2E(Strict):
