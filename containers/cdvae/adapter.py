@@ -207,11 +207,11 @@ def sample(session):
     answer(session, requested, crystals, code, meter)
 
 
-def answer(session, requested, crystals, code, meter=None):
+def answer(session, requested, crystals, code, meter):
     """Crystal k answers requested sample k; the rest fail with the upstream's exit status. Each sample
     carries an equal share of the upstream call's wall and CPU time (`meter`)."""
     share = max(1, len(requested))
-    seconds, cost = (meter.seconds() / share, meter.cost(share=share)) if meter else (0.0, None)
+    seconds, cost = meter.seconds() / share, meter.cost(share=share)
     for k, (target, index) in enumerate(requested):
         if k >= len(crystals):
             why = f"CDVAE exited with status {code} before producing this sample" if code \

@@ -110,11 +110,19 @@ def _scope(ctx, csp: bool) -> list[int]:
     return list(ctx.predicted_targets) if csp else list(range(len(ctx.ref)))
 
 
+def _counted(ctx, csp: bool, dedup: bool) -> list[int]:
+    """Reference rows a rate counts: its scope, or (dedup) the first of each duplicate group in it."""
+    scope = _scope(ctx, csp)
+    if not dedup:
+        return scope
+    inside = set(scope)
+    return [r for r in _representatives(ctx) if r in inside]
+
+
 def _metre(ctx, dedup: bool, csp: bool) -> dict:
     from .metre import metre
 
-    scope = set(_scope(ctx, csp))
-    refs = [r for r in (_representatives(ctx) if dedup else scope) if r in scope]
+    refs = _counted(ctx, csp, dedup)
     return metre(cross_pairs(ctx), len(refs), STOL, refs)
 
 
@@ -124,16 +132,14 @@ def _csp(ctx, dedup: bool) -> dict:
     def make():
         labels = _labels(ctx)
         outcomes = target_outcomes(cross_pairs(ctx), _owner(ctx), labels)
-        scope = set(_scope(ctx, True))
-        targets = [r for r in _representatives(ctx) if r in scope] if dedup else sorted(scope)
+        targets = _counted(ctx, True, dedup)
         return rates(outcomes[outcomes.index.isin(targets)], len(targets), STOL)
     return ctx.once(f"polymorph-rates-{dedup}", make)
 
 
 def _duplicate_fraction(ctx, csp: bool) -> float:
-    scope = set(_scope(ctx, csp))
-    kept = sum(1 for r in _representatives(ctx) if r in scope)
-    return 1 - kept / len(scope) if scope else float("nan")
+    n = len(_scope(ctx, csp))
+    return 1 - len(_counted(ctx, csp, True)) / n if n else float("nan")
 
 
 _HOW = "valid samples (gencsp rules), StructureMatcher with CDVAE tolerances (stol 0.5, ltol 0.3, angle 10)"
